@@ -76,13 +76,17 @@ run: deps all
 # the man page check, a short fuzz run and the end-to-end tests.
 check: deps
 	$(MAKE) all unit
-	$(MAKE) SANITIZE=1 unit
+	$(MAKE) SANITIZE=1 FAILPOINTS=1 unit
 	$(MAKE) man-check
 	$(MAKE) fuzz FUZZ_SECONDS=$${FUZZ_SECONDS:-15}
 	$(MAKE) e2e
 
+# Each suite's stderr (the expected error lines of failure-path tests) goes
+# to a file beside it, shown only when the suite fails.
 unit: $(UNIT_BIN)
-	@set -e; for t in $(UNIT_BIN); do CK_VERBOSITY=normal $$t; done
+	@set -e; for t in $(UNIT_BIN); do \
+		CK_VERBOSITY=normal $$t 2> $$t.stderr || { tail -n 50 $$t.stderr; exit 1; }; \
+	done
 
 e2e: all
 	@cd tests/e2e && CHATD=$(CURDIR)/$(BUILD)/chatd node --test --test-concurrency=1 --test-reporter=spec *.test.js

@@ -59,6 +59,7 @@ enum cfg_type {
 enum cfg_flags {
 	CFG_REPEAT = 1 << 0,	/* may be given on several lines */
 	CFG_AUTO = 1 << 1,	/* int that also takes "auto"; int flag at aux */
+	CFG_EMPTY = 1 << 2,	/* string or path that may be empty */
 };
 
 struct cfg_key {
@@ -74,6 +75,8 @@ struct cfg_key {
 	size_t size;		/* sizeof the field (char[] capacity) */
 	size_t aux;		/* CFG_AUTO: int flag; CFG_LISTEN: int count */
 	const char *help;	/* one line, for the dump */
+	/* Extra rule beyond the range, checked after the value is set. */
+	int (*check)(const struct ch_config *c, char *why, size_t whylen);
 };
 
 #define CFG_KEY(s, n) .section = s, .name = n, .key = s "." n
@@ -96,6 +99,37 @@ struct cfg_key {
 #define CFG_GIB (1024 * CFG_MIB)
 #define CFG_MAX_CONNECTIONS 1000000
 #define CFG_PORT_MAX 65535
+
+static int cfg_check_ring_slots(const struct ch_config *c, char *why, size_t whylen)
+{
+	if (c->ring_slots & (c->ring_slots - 1)) {
+		snprintf(why, whylen, "ring_slots = %d is not a power of two", c->ring_slots);
+		return -1;
+	}
+	return 0;
+}
+
+static int cfg_check_slot_size(const struct ch_config *c, char *why, size_t whylen)
+{
+	if (c->ring_slot_size % 8) {
+		snprintf(why, whylen, "ring_slot_size = %d is not a multiple of 8",
+			 c->ring_slot_size);
+		return -1;
+	}
+	return 0;
+}
+
+static const char *const cfg_ack_modes[] = {
+	[CH_ACK_WRITE] = "write",
+	[CH_ACK_FSYNC] = "fsync",
+	NULL
+};
+
+static const char *const cfg_hash_methods[] = {
+	[CH_HASH_YESCRYPT] = "yescrypt",
+	[CH_HASH_BCRYPT] = "bcrypt",
+	NULL
+};
 
 static const char *const cfg_log_levels[] = {
 	[CH_LOG_ERROR] = "error",
@@ -147,6 +181,68 @@ static const struct cfg_key cfg_keys[] = {
 	{ CFG_KEY("server", "access_log"), .type = CFG_PATH, .def = "off",
 	  CFG_FIELD(access_log, char *),
 	  .help = "One line per request: off, stderr, or a file path." },
+
+	{ CFG_KEY("journal", "ack"), .type = CFG_ENUM,
+	  .choices = cfg_ack_modes, .def = "write",
+	  CFG_FIELD(ack, int),
+	  .help = "When a send is acked: write (in the log) or fsync (on disk)." },
+	{ CFG_KEY("journal", "segment_size"), .type = CFG_SIZE,
+	  .min = 64 * CFG_KIB, .max = 4 * CFG_GIB, .def = "64M",
+	  CFG_FIELD(segment_size, uint64_t),
+	  .help = "Log segment files are rolled at this size." },
+	{ CFG_KEY("journal", "room_rings"), .type = CFG_INT,
+	  .min = 16, .max = 65536, .def = "1024",
+	  CFG_FIELD(room_rings, int),
+	  .help = "Shared-memory rings for live room delivery; idle rooms give theirs up." },
+	{ CFG_KEY("journal", "ring_slots"), .type = CFG_INT,
+	  .min = 16, .max = 65536, .def = "1024",
+	  CFG_FIELD(ring_slots, int), .check = cfg_check_ring_slots,
+	  .help = "Slots per room ring, a power of two." },
+	{ CFG_KEY("journal", "ring_slot_size"), .type = CFG_INT,
+	  .min = 64, .max = 65536, .def = "256",
+	  CFG_FIELD(ring_slot_size, int), .check = cfg_check_slot_size,
+	  .help = "Bytes per ring slot, a multiple of 8; a message may span slots." },
+
+	{ CFG_KEY("auth", "key_file"), .type = CFG_PATH, .flags = CFG_EMPTY, .def = "",
+	  CFG_FIELD(key_file, char *),
+	  .help = "Token signing key (created, mode 0600); empty: <data_dir>/jwt.key." },
+	{ CFG_KEY("auth", "token_lifetime"), .type = CFG_DURATION,
+	  .min = CFG_MS_PER_M, .max = 30 * 24 * CFG_MS_PER_H, .def = "24h",
+	  CFG_FIELD(token_lifetime_ms, uint32_t),
+	  .help = "How long a login token is valid." },
+	{ CFG_KEY("auth", "hash_method"), .type = CFG_ENUM,
+	  .choices = cfg_hash_methods, .def = "yescrypt",
+	  CFG_FIELD(hash_method, int),
+	  .help = "Password hashing method; weaker stored hashes upgrade at login." },
+	{ CFG_KEY("auth", "hash_cost"), .type = CFG_INT,
+	  .min = 0, .max = 31, .def = "0",
+	  CFG_FIELD(hash_cost, int),
+	  .help = "Hashing cost; 0 is the library's default for the method." },
+	{ CFG_KEY("auth", "hash_threads"), .type = CFG_INT,
+	  .min = 1, .max = 64, .def = "2",
+	  CFG_FIELD(hash_threads, int),
+	  .help = "Hashing threads per worker (each yescrypt hash takes ~16 MiB)." },
+
+	{ CFG_KEY("limits", "auth_per_ip_per_minute"), .type = CFG_INT,
+	  .min = 0, .max = 1000000, .def = "120",
+	  CFG_FIELD(auth_per_ip_per_minute, int),
+	  .help = "Register and login attempts from one address per minute; 0: no limit." },
+	{ CFG_KEY("limits", "auth_failures_per_user_per_minute"), .type = CFG_INT,
+	  .min = 0, .max = 1000000, .def = "10",
+	  CFG_FIELD(auth_failures_per_user_per_minute, int),
+	  .help = "Failed logins for one account per minute; 0: no limit." },
+	{ CFG_KEY("limits", "max_message_bytes"), .type = CFG_SIZE,
+	  .min = 1, .max = 512 * CFG_KIB, .def = "65536",
+	  CFG_FIELD(max_message_bytes, uint64_t),
+	  .help = "Largest message content, in bytes." },
+	{ CFG_KEY("limits", "max_rooms_per_user"), .type = CFG_INT,
+	  .min = 1, .max = 1000000, .def = "1000",
+	  CFG_FIELD(max_rooms_per_user, int),
+	  .help = "Rooms one user may create." },
+	{ CFG_KEY("limits", "max_participants"), .type = CFG_INT,
+	  .min = 2, .max = 100000, .def = "1000",
+	  CFG_FIELD(max_participants, int),
+	  .help = "Participants in one room." },
 };
 
 #define CFG_NKEYS (sizeof(cfg_keys) / sizeof(cfg_keys[0]))
@@ -520,7 +616,7 @@ static int cfg_set_string(const struct cfg_key *k, const char *v, struct ch_conf
 	size_t len = strlen(v);
 	char *field = CFG_AT(c, k->off, char);
 
-	if (len == 0)
+	if (len == 0 && !(k->flags & CFG_EMPTY))
 		return cfg_why(why, whylen, "%s: expected %s, got an empty value", k->name,
 			       k->type == CFG_PATH ? "a path" : "a value");
 	if (len >= k->size)
@@ -896,7 +992,8 @@ static int cfg_on_value(void *user, const char *section, const char *name,
 		p->first_line[i] = p->lineno;
 		cfg_clear(k, p->c);
 	}
-	if (cfg_set(k, value, p->c, why, sizeof(why)) != 0) {
+	if (cfg_set(k, value, p->c, why, sizeof(why)) != 0 ||
+	    (k->check && k->check(p->c, why, sizeof(why)) != 0)) {
 		cfg_fail(p, "%s", why);
 		return 0;
 	}

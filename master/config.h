@@ -44,6 +44,37 @@ struct ch_config {
 	uint64_t max_body_size;		/* bytes of a request body (not uploads) */
 	int log_level;			/* enum ch_log_level */
 	char access_log[CH_PATH_MAX];	/* "off", "stderr" or a file path */
+
+	/* [journal] */
+	int ack;			/* enum ch_ack_mode */
+	uint64_t segment_size;		/* roll log segments at this size */
+	int room_rings;			/* shared-memory room rings */
+	int ring_slots;			/* slots per room ring (power of two) */
+	int ring_slot_size;		/* bytes per slot (multiple of 8) */
+
+	/* [auth] */
+	char key_file[CH_PATH_MAX];	/* "" = <data_dir>/jwt.key */
+	uint32_t token_lifetime_ms;
+	int hash_method;		/* enum ch_hash_method */
+	int hash_cost;			/* 0 = the library's default */
+	int hash_threads;		/* per worker */
+
+	/* [limits] */
+	int auth_per_ip_per_minute;	/* 0 = no limit */
+	int auth_failures_per_user_per_minute;	/* 0 = no limit */
+	uint64_t max_message_bytes;
+	int max_rooms_per_user;
+	int max_participants;
+};
+
+enum ch_ack_mode {
+	CH_ACK_WRITE,	/* acked once in the log (page cache) */
+	CH_ACK_FSYNC,	/* acked once on disk */
+};
+
+enum ch_hash_method {
+	CH_HASH_YESCRYPT,	/* "$y$", libxcrypt's preferred */
+	CH_HASH_BCRYPT,		/* "$2b$" */
 };
 
 /* Fill *c with the embedded defaults (what chatd runs with without -c). */

@@ -23,6 +23,8 @@ static void usage(FILE *out)
 		"                      (default: the embedded defaults, see chatd.conf(5))\n"
 		"  -t, --test          check the configuration and exit: 0 valid, 1 not\n"
 		"  -T, --test-print    check it and print the resolved settings\n"
+		"      --repair        start even if the log is damaged before its end,\n"
+		"                      cutting it at the damage (losing what follows)\n"
 		"  -h, --help          show this help\n"
 		"  -V, --version       show the version\n"
 		"\n"
@@ -39,10 +41,11 @@ int main(int argc, char **argv)
 		{ "test-print", no_argument, NULL, 'T' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
+		{ "repair", no_argument, NULL, 'R' },
 		{ 0 },
 	};
 	const char *path = NULL;
-	int test = 0, print = 0, c;
+	int test = 0, print = 0, repair = 0, c;
 	char pathbuf[CH_PATH_MAX];
 
 	while ((c = getopt_long(argc, argv, "c:tThV", opts, NULL)) != -1) {
@@ -63,6 +66,9 @@ int main(int argc, char **argv)
 		case 'V':
 			printf("chatd %s\n", CH_VERSION);
 			return 0;
+		case 'R':
+			repair = 1;
+			break;
 		default:
 			usage(stderr);
 			return 2;
@@ -92,5 +98,5 @@ int main(int argc, char **argv)
 	}
 	ch_log_set_level((enum ch_log_level)cfg.log_level);
 	ch_proctitle_init(argc, argv);
-	return ch_master_run(&cfg);
+	return ch_master_run(&cfg, repair);
 }

@@ -16,8 +16,12 @@
 #define _GNU_SOURCE
 #include "master/master.h"
 
+#include "common/auth.h"
 #include "common/log.h"
+#include "journal/journal.h"
+#include "worker/api.h"
 #include "master/proctitle.h"
+#include "shm/shm.h"
 #include "worker/static.h"
 #include "worker/worker.h"
 
@@ -38,6 +42,7 @@
 
 enum ch_child_kind {
 	CH_CHILD_WORKER,	/* serves clients on its listening sockets */
+	CH_CHILD_JOURNAL,	/* the single writer of the log */
 };
 
 struct ch_child {
@@ -52,12 +57,26 @@ struct ch_child {
 struct ch_master {
 	struct ch_config *cfg;
 	struct ch_static web;
+	struct ch_shm shm;
 	int *listen_fds;	/* [listener * workers + worker] */
-	struct ch_child children[CH_MAX_WORKERS];
+	/* [0] the journal, [1 + i] worker i */
+	struct ch_child children[1 + CH_MAX_WORKERS];
 	int n_children;
+	int repair;		/* the journal's first start may cut a damaged log */
 	int stopping;
+	int journal_told;	/* SIGTERM sent to the journal (workers are gone) */
+	int exit_status;
 	uint64_t stop_deadline_ms;
 };
+
+static const char *child_name(const struct ch_child *ch, char *buf, size_t len)
+{
+	if (ch->kind == CH_CHILD_JOURNAL)
+		snprintf(buf, len, "journal");
+	else
+		snprintf(buf, len, "worker %d", ch->index);
+	return buf;
+}
 
 /* ---------------------------------------------------------------------- */
 /* Signals                                                                */
@@ -191,20 +210,24 @@ static void child_main(struct ch_master *m, struct ch_child *ch)
 	int fds[CH_MAX_LISTEN];
 	char name[32];
 
-	snprintf(name, sizeof(name), "worker %d", ch->index);
+	child_name(ch, name, sizeof(name));
 	ch_log_set_name(name);
-	ch_proctitle_set("chatd: worker %d", ch->index);
-	/* Keep only this worker's sockets. */
+	ch_proctitle_set("chatd: %s", name);
+	/* Keep only this worker's sockets; the journal keeps none. */
 	for (int l = 0; l < cfg->n_listen; l++) {
 		for (int i = 0; i < cfg->workers; i++) {
 			int fd = m->listen_fds[l * cfg->workers + i];
-			if (i == ch->index)
+			if (ch->kind == CH_CHILD_WORKER && i == ch->index)
 				fds[l] = fd;
 			else
 				close(fd);
 		}
 	}
-	int status = ch_worker_run(cfg, ch->index, fds, cfg->n_listen, &m->web);
+	int status;
+	if (ch->kind == CH_CHILD_JOURNAL)
+		status = ch_journal_run(cfg, &m->shm, m->repair);
+	else
+		status = ch_worker_run(cfg, ch->index, fds, cfg->n_listen, &m->web, &m->shm);
 	_exit(status);
 }
 
@@ -224,10 +247,13 @@ static int spawn(struct ch_master *m, struct ch_child *ch)
 		sigprocmask(SIG_SETMASK, &none, NULL);
 		child_main(m, ch);
 	}
+	char name[32];
 	ch->pid = pid;
 	ch->started_ms = monotonic_ms();
 	ch->restart_at_ms = 0;
-	ch_info("worker %d started, pid %d", ch->index, (int)pid);
+	if (ch->kind == CH_CHILD_JOURNAL)
+		m->repair = 0;	/* only the first start repairs */
+	ch_info("%s started, pid %d", child_name(ch, name, sizeof(name)), (int)pid);
 	return 0;
 }
 
@@ -242,6 +268,8 @@ static void describe_status(int status, char *out, size_t len)
 		snprintf(out, len, "status 0x%x", status);
 }
 
+static void begin_stop(struct ch_master *m);
+
 static void reap(struct ch_master *m)
 {
 	int status;
@@ -255,11 +283,20 @@ static void reap(struct ch_master *m)
 				ch = &m->children[i];
 		if (!ch)
 			continue;
-		char why[128];
+		char why[128], name[32];
 		describe_status(status, why, sizeof(why));
+		child_name(ch, name, sizeof(name));
 		ch->pid = 0;
 		if (m->stopping) {
-			ch_info("worker %d (pid %d) %s", ch->index, (int)pid, why);
+			ch_info("%s (pid %d) %s", name, (int)pid, why);
+			continue;
+		}
+		if (ch->kind == CH_CHILD_JOURNAL && WIFEXITED(status) &&
+		    WEXITSTATUS(status) == CH_JOURNAL_EXIT_REFUSED) {
+			/* Restarting would refuse again: stop, and say why. */
+			ch_err("the journal refused the log (see above); chatd stops");
+			m->exit_status = 1;
+			begin_stop(m);
 			continue;
 		}
 		/* A child that dies right after starting would otherwise be
@@ -271,7 +308,7 @@ static void reap(struct ch_master *m)
 		else if ((ch->backoff_ms *= 2) > CH_RESTART_BACKOFF_MAX_MS)
 			ch->backoff_ms = CH_RESTART_BACKOFF_MAX_MS;
 		ch->restart_at_ms = now + ch->backoff_ms;
-		ch_warn("worker %d (pid %d) %s; restarting in %u ms", ch->index, (int)pid, why,
+		ch_warn("%s (pid %d) %s; restarting in %u ms", name, (int)pid, why,
 			ch->backoff_ms);
 	}
 }
@@ -328,7 +365,19 @@ static void begin_stop(struct ch_master *m)
 	 * theirs, the kernel refuses new connections instead of queueing
 	 * them for nobody. */
 	close_listeners(m);
-	signal_children(m, SIGTERM);
+	/* Workers first: the journal stays to answer their last requests
+	 * and is told to stop once they are gone (see the main loop). */
+	for (int i = 1; i < m->n_children; i++)
+		if (m->children[i].pid)
+			kill(m->children[i].pid, SIGTERM);
+}
+
+static int workers_running(const struct ch_master *m)
+{
+	int n = 0;
+	for (int i = 1; i < m->n_children; i++)
+		n += m->children[i].pid != 0;
+	return n;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -368,9 +417,11 @@ static int next_timeout_ms(const struct ch_master *m)
 	return next <= now ? 0 : (int)(next - now);
 }
 
-int ch_master_run(struct ch_config *cfg)
+int ch_master_run(struct ch_config *cfg, int repair)
 {
-	struct ch_master m = { .cfg = cfg };
+	static struct ch_master m;
+	m.cfg = cfg;
+	m.repair = repair;
 	sigset_t sleep_mask;
 
 	ch_log_set_name("master");
@@ -378,19 +429,32 @@ int ch_master_run(struct ch_config *cfg)
 	raise_fd_limit();
 	if (make_data_dir(cfg->data_dir) < 0)
 		return 1;
+	/* The token key: created once here, before any worker reads it. */
+	char key_path[CH_PATH_MAX + 16];
+	unsigned char key[CH_KEY_MIN_BYTES];
+	ch_api_key_path(cfg, key_path, sizeof(key_path));
+	if (ch_key_load_or_create(key_path, key, sizeof(key)) < 0)
+		return 1;
+	explicit_bzero(key, sizeof(key));
 	if (ch_static_load(&m.web, cfg->web_root) < 0)
 		return 1;
 	install_signals(&sleep_mask);
+	if (ch_shm_create(&m.shm, (uint32_t)cfg->room_rings, (uint32_t)cfg->ring_slots,
+			  (uint32_t)cfg->ring_slot_size) < 0)
+		return 1;
+	CH_STAT_SET(ch_shm_stats(&m.shm, CH_SHM_PROC_MASTER), pid, (uint64_t)getpid());
 	if (open_listeners(&m) < 0)
 		return 1;
 
-	m.n_children = cfg->workers;
+	m.n_children = 1 + cfg->workers;
+	m.children[0].kind = CH_CHILD_JOURNAL;
 	for (int i = 0; i < cfg->workers; i++) {
-		m.children[i].kind = CH_CHILD_WORKER;
-		m.children[i].index = i;
+		m.children[1 + i].kind = CH_CHILD_WORKER;
+		m.children[1 + i].index = i;
+	}
+	for (int i = 0; i < m.n_children; i++)
 		if (spawn(&m, &m.children[i]) < 0)
 			return 1;
-	}
 	sd_notifyf(0, "READY=1\nSTATUS=serving with %d workers\nMAINPID=%d", cfg->workers,
 		   (int)getpid());
 	ch_info("chatd started: %d workers, pid %d", cfg->workers, (int)getpid());
@@ -417,6 +481,10 @@ int ch_master_run(struct ch_config *cfg)
 		if (m.stopping) {
 			if (running_children(&m) == 0)
 				break;
+			if (!workers_running(&m) && m.children[0].pid && !m.journal_told) {
+				kill(m.children[0].pid, SIGTERM);
+				m.journal_told = 1;
+			}
 			if (monotonic_ms() >= m.stop_deadline_ms) {
 				ch_warn("children still running after the shutdown timeout: SIGKILL");
 				signal_children(&m, SIGKILL);
@@ -432,7 +500,8 @@ int ch_master_run(struct ch_config *cfg)
 		}
 	}
 	ch_static_free(&m.web);
+	ch_shm_destroy(&m.shm);
 	free(m.listen_fds);
 	ch_info("chatd stopped");
-	return 0;
+	return m.exit_status;
 }

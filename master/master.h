@@ -1,6 +1,6 @@
 /*
- * The master process: owns the configuration, the listening sockets and
- * the children. It forks the workers (and, when it exists, the journal),
+ * The master process: owns the configuration, the listening sockets, the
+ * shared memory and the children. It forks the journal and the workers,
  * restarts a child that dies, reloads on SIGHUP and stops everything on
  * SIGTERM or SIGINT. It does no client I/O.
  */
@@ -16,6 +16,6 @@
 #define CH_LISTEN_BACKLOG 4096
 
 /* Run chatd with cfg until it is stopped; returns the process exit status. */
-int ch_master_run(struct ch_config *cfg);
+int ch_master_run(struct ch_config *cfg, int repair);
 
 #endif

@@ -192,6 +192,15 @@ static void respond_common(struct ch_worker *w, struct ch_conn *c, int status,
 		return;
 	}
 	head->len = (uint32_t)n;
+	CH_STAT_ADD(w->stats, requests, 1);
+	if (status >= 500)
+		CH_STAT_ADD(w->stats, responses_5xx, 1);
+	else if (status >= 400)
+		CH_STAT_ADD(w->stats, responses_4xx, 1);
+	else if (status >= 300)
+		CH_STAT_ADD(w->stats, responses_3xx, 1);
+	else
+		CH_STAT_ADD(w->stats, responses_2xx, 1);
 	if (r) {
 		r->status = status;
 		r->bytes_out = (uint64_t)n + (is_head ? 0 : body_len);

@@ -3,6 +3,7 @@
  * prefix ending in '/') to its handler and the methods it takes; a known
  * path with another method is 405 with an Allow header, an unknown path 404.
  */
+#include "worker/api.h"
 #include "worker/http_conn.h"
 
 #include "common/log.h"
@@ -31,6 +32,13 @@ static const struct route {
 	ch_handler handler;
 } routes[] = {
 	{ "/healthz", M_GET | M_HEAD, "GET, HEAD", serve_healthz },
+	{ "/metrics", M_GET | M_HEAD, "GET, HEAD", ch_api_metrics },
+	{ "/api/register", M_POST, "POST", ch_api_register },
+	{ "/api/login", M_POST, "POST", ch_api_login },
+	{ "/api/rooms", M_GET | M_HEAD, "GET, HEAD", ch_api_rooms },
+	{ "/api/room", M_POST, "POST", ch_api_room },
+	{ "/api/send", M_POST, "POST", ch_api_send },
+	{ "/api/history/", M_GET | M_HEAD, "GET, HEAD", ch_api_history },
 	{ "/", M_GET | M_HEAD, "GET, HEAD", serve_static },
 	{ "/static/", M_GET | M_HEAD, "GET, HEAD", serve_static },
 };

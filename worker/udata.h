@@ -23,7 +23,8 @@ enum ch_op {
 	CH_OP_ACCEPT,	/* multishot accept; index = listener */
 	CH_OP_RECV,	/* multishot receive; index = connection */
 	CH_OP_SEND,	/* send or sendmsg of queued output; index = connection */
-	CH_OP_WAKE,	/* eventfd read: another process has work for us */
+	CH_OP_WAKE,	/* eventfd read: the journal has replies or messages for us */
+	CH_OP_POOL,	/* poll on the thread pool's eventfd: jobs are done */
 };
 
 #define CH_UDATA_GEN_MASK 0xffffffu

@@ -22,11 +22,14 @@
 #include "worker/worker.h"
 
 #include "common/log.h"
+#include "worker/api.h"
+#include "worker/pool.h"
 #include "worker/udata.h"
 
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -193,6 +196,24 @@ static void arm_recv(struct ch_worker *w, struct ch_conn *c)
 	c->flags &= (uint16_t)~CH_CONN_REARM;
 }
 
+static void arm_wake(struct ch_worker *w)
+{
+	struct io_uring_sqe *sqe = get_sqe(w);
+	if (!sqe)
+		return;
+	io_uring_prep_read(sqe, w->bus->efd, &w->bus->efd_value, sizeof(w->bus->efd_value), 0);
+	io_uring_sqe_set_data64(sqe, ch_udata(CH_OP_WAKE, 0, 0));
+}
+
+static void arm_pool(struct ch_worker *w)
+{
+	struct io_uring_sqe *sqe = get_sqe(w);
+	if (!sqe)
+		return;
+	io_uring_prep_poll_multishot(sqe, ch_pool_eventfd(w->pool), POLLIN);
+	io_uring_sqe_set_data64(sqe, ch_udata(CH_OP_POOL, 0, 0));
+}
+
 static void cancel_op(struct ch_worker *w, enum ch_op op, struct ch_conn *c)
 {
 	struct io_uring_sqe *sqe = get_sqe(w);
@@ -223,6 +244,7 @@ static void slot_free(struct ch_worker *w, struct ch_conn *c)
 	c->timer_next = w->free_head;
 	w->free_head = idx;
 	w->n_conns--;
+	CH_STAT_SET(w->stats, connections, w->n_conns);
 }
 
 void ch_conn_close(struct ch_worker *w, struct ch_conn *c)
@@ -312,12 +334,15 @@ static void on_accept(struct ch_worker *w, int fd)
 	}
 	if (w->free_head == CH_NO_INDEX) {
 		ch_debug("connection refused: %u connections open", w->n_conns);
+		CH_STAT_ADD(w->stats, refused, 1);
 		refuse(fd);
 		return;
 	}
 	struct ch_conn *c = &w->conns[w->free_head];
 	w->free_head = c->timer_next;
 	w->n_conns++;
+	CH_STAT_ADD(w->stats, accepted, 1);
+	CH_STAT_SET(w->stats, connections, w->n_conns);
 
 	int one = 1;
 	/* Responses are written whole, so Nagle's delay only adds latency. */
@@ -736,13 +761,24 @@ static void handle_cqe(struct ch_worker *w, struct io_uring_cqe *cqe)
 	case CH_OP_SEND:
 		on_send(w, cqe);
 		break;
+	case CH_OP_WAKE:
+		if (cqe->res < 0 && cqe->res != -EAGAIN && cqe->res != -EINTR)
+			ch_err("worker %d: eventfd read: %s", w->index, strerror(-cqe->res));
+		ch_bus_drain(w->bus, w);
+		arm_wake(w);
+		break;
+	case CH_OP_POOL:
+		ch_api_pool_done(w);
+		if (!(cqe->flags & IORING_CQE_F_MORE))
+			arm_pool(w);
+		break;
 	default:
 		break;
 	}
 }
 
 int ch_worker_run(const struct ch_config *cfg, int index, const int *listen_fds,
-		  int n_listen, const struct ch_static *web)
+		  int n_listen, const struct ch_static *web, const struct ch_shm *shm)
 {
 	struct ch_worker w = {
 		.cfg = cfg,
@@ -754,7 +790,19 @@ int ch_worker_run(const struct ch_config *cfg, int index, const int *listen_fds,
 	};
 
 	install_signals();
-	if (setup(&w) < 0)
+	w.shm = shm;
+	w.stats = ch_shm_stats(shm, CH_SHM_PROC_WORKER(index));
+	CH_STAT_SET(w.stats, pid, (uint64_t)getpid());
+	CH_STAT_SET(w.stats, connections, 0);
+	w.bus = calloc(1, sizeof(*w.bus));
+	if (!w.bus || ch_bus_init(w.bus, shm, index) < 0) {
+		ch_err("worker %d: cannot attach to the journal's rings", index);
+		return 1;
+	}
+	w.pool = ch_pool_create(cfg->hash_threads, CH_WORKER_POOL_QUEUE);
+	if (!w.pool)
+		return 1;
+	if (setup(&w) < 0 || ch_api_init(&w) < 0)
 		return 1;
 	ch_worker_access_log_open(&w);
 	w.now_ms = monotonic_ms();
@@ -762,6 +810,8 @@ int ch_worker_run(const struct ch_config *cfg, int index, const int *listen_fds,
 	uint64_t next_tick = w.now_ms + CH_WORKER_TICK_MS;
 	for (int l = 0; l < n_listen; l++)
 		arm_accept(&w, l);
+	arm_wake(&w);
+	arm_pool(&w);
 	ch_debug("worker %d ready", index);
 
 	for (;;) {
@@ -787,11 +837,13 @@ int ch_worker_run(const struct ch_config *cfg, int index, const int *listen_fds,
 		if (w.now_ms >= next_tick) {
 			refresh_date(&w);
 			run_timers(&w);
+			ch_bus_expire(w.bus, &w, w.now_ms);
 			next_tick = w.now_ms + CH_WORKER_TICK_MS;
 		}
 		if (worker_stop && !w.stopping)
 			begin_stop(&w);
 		flush(&w);
+		ch_bus_flush(w.bus);
 		ch_worker_access_log_flush(&w);
 		if (w.stopping && stop_done(&w))
 			break;

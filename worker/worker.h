@@ -10,6 +10,8 @@
 #define CH_WORKER_H
 
 #include "master/config.h"
+#include "shm/shm.h"
+#include "worker/bus.h"
 #include "worker/conn.h"
 #include "worker/static.h"
 
@@ -25,6 +27,7 @@
 #define CH_WORKER_TICK_MS 100		/* timer resolution */
 #define CH_WORKER_LINGER_MS 2000	/* drain after a final response */
 #define CH_WORKER_SEND_IOV 16		/* chunks gathered into one sendmsg */
+#define CH_WORKER_POOL_QUEUE 1024	/* jobs waiting for the thread pool */
 
 struct ch_timer_queue {
 	uint32_t head, tail;	/* slot indexes, CH_NO_INDEX when empty */
@@ -33,10 +36,18 @@ struct ch_timer_queue {
 /* The iovecs of one in-flight sendmsg; one per connection that is sending. */
 struct ch_sendctx;
 
+struct ch_pool;
+struct ch_api;
+
 struct ch_worker {
 	const struct ch_config *cfg;
 	int index;
 	const struct ch_static *web;
+	const struct ch_shm *shm;
+	struct ch_stats *stats;		/* ours, in shared memory */
+	struct ch_bus *bus;		/* requests to the journal */
+	struct ch_pool *pool;		/* hashing and disk reads, off the loop */
+	struct ch_api *api;		/* keys, limits: see api.h */
 
 	struct io_uring ring;
 	struct io_uring_buf_ring *buf_ring;
@@ -71,7 +82,7 @@ struct ch_worker {
 
 /* Run worker `index` until it is told to stop; returns the exit status. */
 int ch_worker_run(const struct ch_config *cfg, int index, const int *listen_fds,
-		  int n_listen, const struct ch_static *web);
+		  int n_listen, const struct ch_static *web, const struct ch_shm *shm);
 
 /* Queue output on a connection; it goes out with this turn's batch. */
 void ch_conn_queue(struct ch_worker *w, struct ch_conn *c, struct ch_outbuf *b);

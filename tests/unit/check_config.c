@@ -160,7 +160,12 @@ START_TEST(test_keys)
 		"server.listen", "server.workers", "server.data_dir", "server.web_root",
 		"server.max_connections", "server.header_timeout", "server.idle_timeout",
 		"server.shutdown_timeout", "server.max_body_size", "server.log_level",
-		"server.access_log",
+		"server.access_log", "journal.ack", "journal.segment_size",
+		"journal.room_rings", "journal.ring_slots", "journal.ring_slot_size",
+		"auth.key_file", "auth.token_lifetime", "auth.hash_method", "auth.hash_cost",
+		"auth.hash_threads", "limits.auth_per_ip_per_minute",
+		"limits.auth_failures_per_user_per_minute", "limits.max_message_bytes",
+		"limits.max_rooms_per_user", "limits.max_participants",
 	};
 	const char *const *keys = ch_config_keys();
 	size_t n = 0;
@@ -626,13 +631,13 @@ START_TEST(test_shipped_conf)
 	char *p = text;
 	while ((p = strstr(p, "\n#")) != NULL) {
 		p++;
-		if (p[1] >= 'a' && p[1] <= 'z' && strstr(p, " = ") != NULL &&
-		    strstr(p, " = ") < strchr(p, '\n'))
+		if (p[1] >= 'a' && p[1] <= 'z' && strstr(p, " =") != NULL &&
+		    strstr(p, " =") < strchr(p, '\n'))
 			*p = ' ';
 	}
 	for (const char *const *k = ch_config_keys(); *k; k++) {
 		char line[128];
-		snprintf(line, sizeof(line), "\n %s = ", strchr(*k, '.') + 1);
+		snprintf(line, sizeof(line), "\n %s =", strchr(*k, '.') + 1);
 		ck_assert_msg(strstr(text, line) != NULL, "%s not in " SHIPPED_CONF, *k);
 	}
 	ck_assert_msg(ch_config_load_string(&c, "uncommented", text, err, sizeof(err)) == 0,

@@ -1,0 +1,60 @@
+/*
+ * The bus protocol between the workers and the journal: what a worker asks
+ * on its ingress ring and what the journal answers on that worker's reply
+ * ring. Both directions are SPSC rings (shm/ring.h) whose record type is
+ * the request type (ingress) or the status (replies).
+ *
+ * Every record's payload starts with the u64 request id the worker chose;
+ * the rest is encoded with the payload codec of journal/record.h (u32, u64
+ * and length-prefixed strings), fields in the order listed below.
+ *
+ * A request id is (worker incarnation << 32) | sequence, so a worker that
+ * restarts drops replies meant for its predecessor.
+ */
+#ifndef CH_PROTO_H
+#define CH_PROTO_H
+
+#include <stdint.h>
+
+enum ch_req_type {
+	CH_REQ_NONE = 0,
+	/* A worker (re)started. Payload: u32 worker index. No reply. */
+	CH_REQ_HELLO = 1,
+	/* str username, str password hash. Reply: OK | USER_EXISTS | LIMIT. */
+	CH_REQ_REGISTER = 2,
+	/* str username. Reply: OK with str hash | NO_SUCH_USER. */
+	CH_REQ_GET_USER = 3,
+	/* str username, str old hash, str new hash: a hash upgraded at
+	 * login, stored only if the old one is still current. Reply: OK. */
+	CH_REQ_SET_PASSWORD = 4,
+	/* str user, str room, u32 n, n x str participant.
+	 * Reply: OK | ROOM_EXISTS | UNKNOWN_USER (str name) | LIMIT. */
+	CH_REQ_CREATE_ROOM = 5,
+	/* str user. Reply: OK with str JSON body (the rooms array). */
+	CH_REQ_LIST_ROOMS = 6,
+	/* str user, str room, str client id ("" for none), str content.
+	 * Reply: OK with u64 seq, u64 ts | NO_SUCH_ROOM | NOT_PARTICIPANT |
+	 * UNAVAILABLE. Sent only once the record meets the ack setting. */
+	CH_REQ_SEND = 7,
+	/* str user, str room, u64 before (0 = none), u32 limit.
+	 * Reply: OK with u32 n, n x u64 log position (newest first) |
+	 * NO_SUCH_ROOM | NOT_PARTICIPANT. The worker reads the records. */
+	CH_REQ_HISTORY = 8,
+};
+
+enum ch_bus_status {
+	CH_BUS_OK = 0,
+	CH_BUS_USER_EXISTS = 1,		/* 409 user_exists */
+	CH_BUS_NO_SUCH_USER = 2,	/* login: 401 invalid_credentials */
+	CH_BUS_ROOM_EXISTS = 3,		/* 409 room_exists */
+	CH_BUS_UNKNOWN_USER = 4,	/* 400 unknown_user */
+	CH_BUS_NO_SUCH_ROOM = 5,	/* 404 no_such_room */
+	CH_BUS_NOT_PARTICIPANT = 6,	/* 403 not_a_participant */
+	CH_BUS_LIMIT = 7,		/* a configured limit: 403 limit_reached */
+	CH_BUS_BAD_REQUEST = 8,		/* malformed request: 400 */
+	CH_BUS_UNAVAILABLE = 9,		/* the journal cannot store: 503 */
+};
+
+#define CH_REQ_ID_SEQ_MASK 0xffffffffull
+
+#endif

@@ -1,0 +1,38 @@
+/*
+ * The REST API of PROTOCOL.md on a worker: register, login, rooms, room,
+ * send, history, and /metrics. Handlers run on the loop and never block:
+ * password hashing and history reads go to the worker's thread pool, state
+ * lives in the journal and is asked for over the bus, and each answer
+ * resumes the connection where it waited.
+ */
+#ifndef CH_API_H
+#define CH_API_H
+
+#include "worker/http_conn.h"
+
+#define CH_API_HISTORY_DEFAULT 50
+#define CH_API_HISTORY_MAX 500
+#define CH_API_RATELIMIT_SLOTS 4096	/* addresses / accounts remembered */
+
+/* Load the token key and set up the limits. */
+int ch_api_init(struct ch_worker *w);
+
+/* The pool's eventfd fired: finish the jobs that are done. */
+void ch_api_pool_done(struct ch_worker *w);
+
+/* The user a request's token names, or NULL after answering 401. */
+const char *ch_api_auth(struct ch_worker *w, struct ch_conn *c, struct ch_req *r,
+			char *user, size_t len);
+
+void ch_api_register(struct ch_worker *w, struct ch_conn *c, struct ch_req *r, const char *path);
+void ch_api_login(struct ch_worker *w, struct ch_conn *c, struct ch_req *r, const char *path);
+void ch_api_rooms(struct ch_worker *w, struct ch_conn *c, struct ch_req *r, const char *path);
+void ch_api_room(struct ch_worker *w, struct ch_conn *c, struct ch_req *r, const char *path);
+void ch_api_send(struct ch_worker *w, struct ch_conn *c, struct ch_req *r, const char *path);
+void ch_api_history(struct ch_worker *w, struct ch_conn *c, struct ch_req *r, const char *path);
+void ch_api_metrics(struct ch_worker *w, struct ch_conn *c, struct ch_req *r, const char *path);
+
+/* Where the key lives: key_file, or <data_dir>/jwt.key. */
+void ch_api_key_path(const struct ch_config *cfg, char *out, size_t len);
+
+#endif

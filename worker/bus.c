@@ -1,0 +1,147 @@
+/*
+ * A worker's side of the bus: see bus.h.
+ */
+#define _GNU_SOURCE
+#include "worker/bus.h"
+
+#include "common/log.h"
+#include "worker/worker.h"
+
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+static uint64_t monotonic_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+int ch_bus_init(struct ch_bus *bus, const struct ch_shm *shm, int index)
+{
+	memset(bus, 0, sizeof(*bus));
+	bus->in = ch_shm_ingress(shm, index);
+	bus->out = ch_shm_reply(shm, index);
+	bus->journal_efd = shm->journal_efd;
+	bus->efd = shm->worker_efd[index];
+	ch_spsc_producer_attach(bus->in);
+	ch_spsc_consumer_attach(bus->out);
+	/* A new incarnation number: replies meant for a predecessor in this
+	 * slot carry another one and are dropped. */
+	if (getrandom(&bus->incarnation, sizeof(bus->incarnation), 0) < 0)
+		bus->incarnation = (uint32_t)getpid() ^ (uint32_t)monotonic_ms();
+	bus->incarnation |= 1;
+	/* Drop what a predecessor left unread. */
+	uint32_t type, len;
+	while (ch_spsc_peek(bus->out, &type, &len))
+		ch_spsc_pop(bus->out);
+	ch_spsc_release(bus->out);
+
+	uint64_t hello[2] = { 0, (uint64_t)index };
+	if (ch_spsc_push(bus->in, CH_REQ_HELLO, hello, sizeof(hello)) < 0)
+		return -1;
+	bus->dirty = 1;
+	return 0;
+}
+
+int ch_bus_begin(struct ch_bus *bus, struct ch_payload_writer *pw, uint32_t max_len)
+{
+	struct ch_bus_pending *p = &bus->pending[bus->next_seq % CH_BUS_PENDING];
+	if (p->req_id)
+		return -1;	/* CH_BUS_PENDING requests already in flight */
+	uint8_t *buf = ch_spsc_reserve(bus->in, max_len + (uint32_t)sizeof(uint64_t));
+	if (!buf)
+		return -1;
+	ch_payload_writer_init(pw, buf + sizeof(uint64_t), max_len);
+	return 0;
+}
+
+int ch_bus_send(struct ch_bus *bus, uint32_t type, struct ch_payload_writer *pw,
+		struct ch_worker *w, struct ch_conn *c, ch_bus_fn fn, void *ctx)
+{
+	size_t len;
+	if (ch_payload_writer_finish(pw, &len) < 0)
+		return -1;
+	uint32_t seq = bus->next_seq++;
+	uint64_t id = ((uint64_t)bus->incarnation << 32) | seq;
+	memcpy(pw->buf - sizeof(uint64_t), &id, sizeof(id));
+	ch_spsc_commit(bus->in, type, (uint32_t)(len + sizeof(uint64_t)));
+	bus->dirty = 1;
+
+	struct ch_bus_pending *p = &bus->pending[seq % CH_BUS_PENDING];
+	p->req_id = id;
+	p->deadline_ms = monotonic_ms() + CH_BUS_TIMEOUT_MS;
+	p->conn = c ? (uint32_t)(c - w->conns) : CH_NO_INDEX;
+	p->gen = c ? c->gen : 0;
+	p->fn = fn;
+	p->ctx = ctx;
+	return 0;
+}
+
+void ch_bus_flush(struct ch_bus *bus)
+{
+	if (!bus->dirty)
+		return;
+	ch_spsc_publish(bus->in);
+	ch_shm_wake(bus->journal_efd);
+	bus->dirty = 0;
+}
+
+static void complete(struct ch_bus *bus, struct ch_worker *w, struct ch_bus_pending *p,
+		     uint32_t status, struct ch_payload_reader *rd)
+{
+	struct ch_conn *c = NULL;
+	if (p->conn != CH_NO_INDEX) {
+		struct ch_conn *cand = &w->conns[p->conn];
+		if (cand->gen == p->gen && cand->state != CH_CONN_FREE &&
+		    cand->state != CH_CONN_CLOSING)
+			c = cand;
+	}
+	ch_bus_fn fn = p->fn;
+	void *ctx = p->ctx;
+	p->req_id = 0;
+	/* Advance past answered requests so the table's tail is the oldest. */
+	while (bus->oldest_seq != bus->next_seq &&
+	       !bus->pending[bus->oldest_seq % CH_BUS_PENDING].req_id)
+		bus->oldest_seq++;
+	fn(w, c, ctx, status, rd);
+}
+
+void ch_bus_drain(struct ch_bus *bus, struct ch_worker *w)
+{
+	const uint8_t *p;
+	uint32_t status, len;
+
+	while ((p = ch_spsc_peek(bus->out, &status, &len)) != NULL) {
+		uint64_t id;
+		if (len >= sizeof(id)) {
+			memcpy(&id, p, sizeof(id));
+			struct ch_bus_pending *pe = &bus->pending[(uint32_t)id % CH_BUS_PENDING];
+			if (pe->req_id == id) {
+				struct ch_payload_reader rd;
+				ch_payload_reader_init(&rd, p + sizeof(id), len - sizeof(id));
+				complete(bus, w, pe, status, &rd);
+			}
+		}
+		ch_spsc_pop(bus->out);
+	}
+	ch_spsc_release(bus->out);
+}
+
+void ch_bus_expire(struct ch_bus *bus, struct ch_worker *w, uint64_t now_ms)
+{
+	while (bus->oldest_seq != bus->next_seq) {
+		struct ch_bus_pending *p = &bus->pending[bus->oldest_seq % CH_BUS_PENDING];
+		if (!p->req_id) {
+			bus->oldest_seq++;
+			continue;
+		}
+		if (p->deadline_ms > now_ms)
+			break;
+		ch_warn("journal did not answer request %u in %d ms", bus->oldest_seq,
+			CH_BUS_TIMEOUT_MS);
+		complete(bus, w, p, CH_BUS_UNAVAILABLE, NULL);
+	}
+}
