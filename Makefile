@@ -76,7 +76,7 @@ run: deps all
 # the man page check, a short fuzz run and the end-to-end tests.
 check: deps
 	$(MAKE) all unit
-	$(MAKE) SANITIZE=1 FAILPOINTS=1 unit
+	$(MAKE) SANITIZE=1 FAILPOINTS=1 all unit
 	$(MAKE) man-check
 	$(MAKE) fuzz FUZZ_SECONDS=$${FUZZ_SECONDS:-15}
 	$(MAKE) e2e
@@ -88,8 +88,12 @@ unit: $(UNIT_BIN)
 		CK_VERBOSITY=normal $$t 2> $$t.stderr || { tail -n 50 $$t.stderr; exit 1; }; \
 	done
 
+# The failpoint tests run build/san/chatd (ASan + failpoints), which
+# `make check` builds first; without it they are skipped.
 e2e: all
-	@cd tests/e2e && CHATD=$(CURDIR)/$(BUILD)/chatd node --test --test-concurrency=1 --test-reporter=spec *.test.js
+	@cd tests/e2e && CHATD=$(CURDIR)/$(BUILD)/chatd \
+		CHATD_FP=$$([ -x $(CURDIR)/build/san/chatd ] && echo $(CURDIR)/build/san/chatd) \
+		node --test --test-concurrency=1 --test-reporter=spec *.test.js
 
 # libFuzzer targets (clang): tests/fuzz/fuzz_<name>.c, each run FUZZ_SECONDS.
 FUZZ_SRC  := $(wildcard tests/fuzz/fuzz_*.c)

@@ -15,7 +15,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <inttypes.h>
 #include <jwt.h>
 #include <libgen.h>
 #include <limits.h>
@@ -732,7 +731,9 @@ int ch_key_load_or_create(const char *path, unsigned char *key, size_t keylen)
 		if (errno != EEXIST)
 			return -1;
 	}
-	ch_err("key file %s: created and removed by others while we looked", path);
+	/* Absent to open(), yet link() finds a name there: a dangling
+	 * symlink, or other processes creating and removing it meanwhile. */
+	ch_err("key file %s exists but cannot be opened (a dangling symlink?)", path);
 	errno = EAGAIN;
 	return -1;
 }

@@ -3,7 +3,10 @@
  */
 #include "common/buf.h"
 
+#include "common/utf8.h"
+
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +28,11 @@ int ch_buf_reserve(struct ch_buf *b, size_t more)
 {
 	if (b->failed)
 		return -1;
+	if (more > SIZE_MAX / 2 - b->len) {
+		/* No buffer can be that large; doubling would overflow. */
+		b->failed = 1;
+		return -1;
+	}
 	if (b->len + more <= b->cap)
 		return 0;
 	size_t cap = b->cap ? b->cap : CH_BUF_MIN;
@@ -83,12 +91,30 @@ void ch_json_str(struct ch_buf *b, const char *s, size_t n)
 	static const char hex[] = "0123456789abcdef";
 
 	/* Worst case: every byte becomes \u00XX. */
+	if (n > (SIZE_MAX - 2) / 6) {
+		b->failed = 1;
+		return;
+	}
 	if (ch_buf_reserve(b, n * 6 + 2) < 0)
 		return;
 	char *o = b->p + b->len;
 	*o++ = '"';
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)s[i];
+		if (c >= 0x80) {
+			/* JSON text is UTF-8: a sequence that is not valid UTF-8
+			 * becomes U+FFFD, one per bad byte, never raw bytes. */
+			size_t len = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
+			if (len > 1 && i + len <= n && ch_utf8_valid(s + i, len)) {
+				memcpy(o, s + i, len);
+				o += len;
+				i += len - 1;
+			} else {
+				memcpy(o, "\\ufffd", 6);
+				o += 6;
+			}
+			continue;
+		}
 		if (c >= 0x20 && c != '"' && c != '\\') {
 			*o++ = (char)c;
 			continue;

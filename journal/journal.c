@@ -22,6 +22,7 @@
 
 #include "common/buf.h"
 #include "common/log.h"
+#include "journal/frame.h"
 #include "journal/proto.h"
 #include "journal/record.h"
 #include "journal/segment.h"
@@ -218,58 +219,25 @@ static int ring_for(struct journal *j, struct ch_room *room)
 	return pick;
 }
 
-/* The frame every member's connection gets: a WebSocket text frame. */
+/* The frame every member's connection gets, encoded once; queued with its
+ * ring metadata until the batch is durable. */
 static void queue_frame(struct journal *j, struct ch_room *room, uint64_t seq, uint64_t ts,
 			const char *from, const char *id, const char *content, size_t content_len)
 {
-	struct ch_buf json;
-	ch_buf_init(&json);
-	ch_buf_puts(&json, "{\"type\":\"msg\",\"room\":");
-	ch_json_str(&json, room->name, strlen(room->name));
-	ch_buf_puts(&json, ",\"seq\":");
-	ch_buf_u64(&json, seq);
-	ch_buf_puts(&json, ",\"from\":");
-	ch_json_str(&json, from, strlen(from));
-	ch_buf_puts(&json, ",\"content\":");
-	ch_json_str(&json, content, content_len);
-	ch_buf_puts(&json, ",\"ts\":");
-	ch_buf_u64(&json, ts);
-	if (id[0]) {
-		ch_buf_puts(&json, ",\"id\":");
-		ch_json_str(&json, id, strlen(id));
+	struct ch_buf f;
+	ch_buf_init(&f);
+	ch_msg_frame(&f, room->name, strlen(room->name), seq, from, strlen(from), content,
+		     content_len, ts, id, strlen(id));
+	if (!f.failed) {
+		uint32_t meta[2] = { room->id, (uint32_t)f.len };
+		static const uint8_t zero[8];
+		ch_buf_append(&j->frames, meta, sizeof(meta));
+		ch_buf_append(&j->frames, &seq, sizeof(seq));
+		ch_buf_append(&j->frames, f.p, f.len);
+		/* Keep the stream 8-byte aligned for the next meta. */
+		ch_buf_append(&j->frames, zero, (8 - f.len % 8) % 8);
 	}
-	ch_buf_puts(&json, "}");
-	if (json.failed)
-		goto out;
-
-	uint8_t hdr[10];
-	size_t hl;
-	hdr[0] = 0x81;	/* FIN, text */
-	if (json.len < 126) {
-		hdr[1] = (uint8_t)json.len;
-		hl = 2;
-	} else if (json.len <= 0xffff) {
-		hdr[1] = 126;
-		hdr[2] = (uint8_t)(json.len >> 8);
-		hdr[3] = (uint8_t)json.len;
-		hl = 4;
-	} else {
-		hdr[1] = 127;
-		for (int i = 0; i < 8; i++)
-			hdr[2 + i] = (uint8_t)((uint64_t)json.len >> (56 - 8 * i));
-		hl = 10;
-	}
-	uint32_t meta[2] = { room->id, (uint32_t)(hl + json.len) };
-	ch_buf_append(&j->frames, meta, sizeof(meta));
-	ch_buf_append(&j->frames, &seq, sizeof(seq));
-	ch_buf_append(&j->frames, hdr, hl);
-	ch_buf_append(&j->frames, json.p, json.len);
-	/* Keep the stream 8-byte aligned for the next meta. */
-	static const uint8_t zero[8];
-	size_t pad = (8 - (hl + json.len) % 8) % 8;
-	ch_buf_append(&j->frames, zero, pad);
-out:
-	ch_buf_free(&json);
+	ch_buf_free(&f);
 }
 
 static void publish_frames(struct journal *j)
@@ -638,6 +606,70 @@ static void on_history(struct journal *j, int w, uint64_t id, struct ch_payload_
 	ch_buf_free(&f);
 }
 
+static void on_join(struct journal *j, int w, uint64_t id, struct ch_payload_reader *rd)
+{
+	char user[CH_NAME_MAX + 1], room[CH_NAME_MAX + 1];
+	struct ch_user *u;
+
+	ch_payload_get_str(rd, user, sizeof(user));
+	ch_payload_get_str(rd, room, sizeof(room));
+	uint32_t worker = ch_payload_get_u32(rd);
+	uint64_t since = ch_payload_get_u64(rd);
+	uint32_t most = ch_payload_get_u32(rd);
+	if (ch_payload_reader_finish(rd) < 0 || worker != (uint32_t)w) {
+		reply_status(j, w, id, CH_BUS_BAD_REQUEST);
+		return;
+	}
+	struct ch_room *rm = member_room(j, w, id, user, room, &u);
+	if (!rm)
+		return;
+	int ring = ring_for(j, rm);
+	if (ring < 0) {
+		reply_status(j, w, id, CH_BUS_UNAVAILABLE);
+		return;
+	}
+	struct ch_shm_room *sr = ch_shm_room(j->shm, (uint32_t)ring);
+	uint64_t m = atomic_load_explicit(&sr->members, memory_order_relaxed);
+	atomic_store_explicit(&sr->members, m | (1ull << w), memory_order_relaxed);
+
+	uint64_t first = rm->last_seq + 1;
+	if (since != CH_SINCE_NONE && since < rm->last_seq) {
+		first = since + 1;
+		if (rm->last_seq - since > most)
+			first = rm->last_seq - most + 1;	/* truncated */
+	}
+	uint32_t n = (uint32_t)(rm->last_seq + 1 - first);
+	struct ch_buf f;
+	ch_buf_init(&f);
+	uint32_t head[2] = { (uint32_t)ring, rm->id };
+	ch_buf_append(&f, head, sizeof(head));
+	ch_buf_append(&f, &rm->last_seq, sizeof(uint64_t));
+	ch_buf_append(&f, &first, sizeof(first));
+	ch_buf_append(&f, &n, sizeof(n));
+	for (uint64_t seq = first; seq <= rm->last_seq; seq++)
+		ch_buf_append(&f, &rm->pos[seq - 1], sizeof(uint64_t));
+	if (f.failed)
+		reply_status(j, w, id, CH_BUS_UNAVAILABLE);
+	else
+		reply_raw(j, w, CH_BUS_OK, id, f.p, f.len);
+	ch_buf_free(&f);
+}
+
+static void on_unwatch(struct journal *j, int w, uint64_t id, struct ch_payload_reader *rd)
+{
+	char room[CH_NAME_MAX + 1];
+
+	ch_payload_get_str(rd, room, sizeof(room));
+	ch_payload_get_u32(rd);
+	struct ch_room *rm = ch_payload_reader_finish(rd) < 0 ? NULL : ch_state_room(&j->state, room);
+	if (rm && rm->ring >= 0) {
+		struct ch_shm_room *sr = ch_shm_room(j->shm, (uint32_t)rm->ring);
+		uint64_t m = atomic_load_explicit(&sr->members, memory_order_relaxed);
+		atomic_store_explicit(&sr->members, m & ~(1ull << w), memory_order_relaxed);
+	}
+	reply_status(j, w, id, CH_BUS_OK);
+}
+
 static void on_hello(struct journal *j, int w)
 {
 	/* A new worker in slot w: its predecessor's rooms are no longer read
@@ -683,6 +715,12 @@ static void handle(struct journal *j, int w, uint32_t type, const void *p, uint3
 		break;
 	case CH_REQ_HISTORY:
 		on_history(j, w, id, &rd);
+		break;
+	case CH_REQ_JOIN:
+		on_join(j, w, id, &rd);
+		break;
+	case CH_REQ_UNWATCH:
+		on_unwatch(j, w, id, &rd);
 		break;
 	default:
 		reply_status(j, w, id, CH_BUS_BAD_REQUEST);
@@ -841,6 +879,7 @@ int ch_journal_run(const struct ch_config *cfg, const struct ch_shm *shm, int re
 	CH_STAT_SET(j.stats, journal_log_end, ch_log_end(j.log));
 	ch_info("journal ready: log end %llu, ack = %s", (unsigned long long)ch_log_end(j.log),
 		cfg->ack == CH_ACK_FSYNC ? "fsync" : "write");
+	CH_STAT_SET(j.stats, ready, 1);
 	/* Workers may have asked while we were down: look before sleeping. */
 	ch_shm_wake(shm->journal_efd);
 

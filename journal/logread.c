@@ -10,7 +10,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,10 +42,7 @@ struct ch_logread *ch_logread_open(const char *dir)
 	lr->open_idx = SIZE_MAX;
 	while ((e = readdir(d)) != NULL) {
 		uint64_t start;
-		char tail[8];
-		if (strlen(e->d_name) != CH_LOG_SEGMENT_NAME_LEN ||
-		    sscanf(e->d_name, "%20" SCNu64 "%7s", &start, tail) != 2 ||
-		    strcmp(tail, ".log") != 0)
+		if (ch_log_segment_parse(e->d_name, &start) < 0)
 			continue;
 		if (lr->n == CH_LOGREAD_MAX_SEGMENTS)
 			break;

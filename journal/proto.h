@@ -40,7 +40,18 @@ enum ch_req_type {
 	 * Reply: OK with u32 n, n x u64 log position (newest first) |
 	 * NO_SUCH_ROOM | NOT_PARTICIPANT. The worker reads the records. */
 	CH_REQ_HISTORY = 8,
+	/* str user, str room, u32 worker, u64 since (CH_SINCE_NONE: no
+	 * replay), u32 most messages to replay. Sets the worker's bit on the
+	 * room's ring. Reply: OK with u32 ring, u32 room id, u64 last seq,
+	 * u64 first replayed seq, u32 n, n x u64 log position (oldest first) |
+	 * NO_SUCH_ROOM | NOT_PARTICIPANT | UNAVAILABLE (no room ring free). */
+	CH_REQ_JOIN = 9,
+	/* str room, u32 worker: no member of the room is left on the worker,
+	 * stop waking it for the room. Reply: OK. */
+	CH_REQ_UNWATCH = 10,
 };
+
+#define CH_SINCE_NONE UINT64_MAX
 
 enum ch_bus_status {
 	CH_BUS_OK = 0,

@@ -57,26 +57,13 @@
  */
 enum ch_record_type {
 	CH_REC_NONE = 0,		/* never written; a zeroed header has it */
-	/* A user registered. author = the new user id.
-	 * Payload: bytes username, bytes password hash (crypt(3) string). */
-	CH_REC_USER_CREATED = 1,
-	/* A user's password hash was replaced (a password change, or a
-	 * transparent upgrade to a stronger hash at login). author = the user.
-	 * Payload: bytes new password hash. */
-	CH_REC_PASSWORD_CHANGED = 2,
-	/* A room was created. room = the new room id, author = the creator.
-	 * Payload: bytes room name, u32 creator user id, u32 count,
-	 * then count × u32 participant user ids. */
-	CH_REC_ROOM_CREATED = 3,
-	/* Users joined or left a room. room = the room, author = who did it.
-	 * Payload: u32 n_added, n_added × u32 user ids,
-	 * u32 n_removed, n_removed × u32 user ids. */
-	CH_REC_PARTICIPANTS_CHANGED = 4,
-	/* A message. room, author, room_seq (from 1, no gaps) and ts_ms are in
-	 * the header. Payload: bytes client id (empty when the client gave
-	 * none; retries with the same (author, client id) are answered from
-	 * it), bytes content (UTF-8). */
-	CH_REC_MESSAGE = 5,
+	/* The payloads of the next five are laid out in journal/state.h,
+	 * next to the code that applies them. */
+	CH_REC_USER_CREATED = 1,	/* a user registered */
+	CH_REC_PASSWORD_CHANGED = 2,	/* a user's hash replaced (an upgrade at login) */
+	CH_REC_ROOM_CREATED = 3,	/* a room with its first participants */
+	CH_REC_PARTICIPANTS_CHANGED = 4, /* participants added to a room */
+	CH_REC_MESSAGE = 5,		/* a message; room, author, room_seq in the header */
 	/* Reserved for uploads: a file was stored. Payload layout to be fixed
 	 * by the uploads module (suggested: bytes file id, u64 size, bytes
 	 * name, bytes content type, bytes storage key). */

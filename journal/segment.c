@@ -47,7 +47,7 @@ int ch_log_segment_path(char *out, size_t cap, const char *dir, uint64_t start)
 }
 
 /* Parse "%020" PRIu64 ".log" exactly; anything else is not a segment. */
-static int parse_segment_name(const char *name, uint64_t *start)
+int ch_log_segment_parse(const char *name, uint64_t *start)
 {
 	uint64_t v = 0;
 
@@ -91,7 +91,7 @@ static int list_segments(const char *dir, uint64_t **starts, size_t *n)
 		return rc;
 	}
 	while ((errno = 0, de = readdir(d)) != NULL) {
-		if (parse_segment_name(de->d_name, &start) != 0)
+		if (ch_log_segment_parse(de->d_name, &start) != 0)
 			continue;
 		if (len == cap) {
 			size_t ncap = cap ? 2 * cap : 16;

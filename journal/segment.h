@@ -51,6 +51,10 @@
  * Returns 0, or -ENAMETOOLONG when it does not fit in cap. */
 int ch_log_segment_path(char *out, size_t cap, const char *dir, uint64_t start);
 
+/* The start position a segment file name stands for: 0, or -1 when name
+ * is not exactly 20 decimal digits and ".log". */
+int ch_log_segment_parse(const char *name, uint64_t *start);
+
 /* ---- writer --------------------------------------------------------- */
 
 /*

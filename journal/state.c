@@ -312,53 +312,86 @@ static int add_member(struct ch_state *s, struct ch_room *room, uint32_t uid)
 	return 0;
 }
 
+/* Read n member ids that must all name existing users: a record that
+ * names anyone else changes nothing. */
+static int read_members(const struct ch_state *s, struct ch_payload_reader *r, uint32_t n,
+			uint32_t **out)
+{
+	if (n > r->len / sizeof(uint32_t))
+		return -EINVAL;
+	uint32_t *ids = malloc((n ? n : 1) * sizeof(*ids));
+	if (!ids)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < n; i++) {
+		ids[i] = ch_payload_get_u32(r);
+		if (r->failed || !ch_state_user_by_id(s, ids[i])) {
+			free(ids);
+			return -EINVAL;
+		}
+	}
+	if (ch_payload_reader_finish(r) < 0) {
+		free(ids);
+		return -EINVAL;
+	}
+	*out = ids;
+	return 0;
+}
+
 static int add_room(struct ch_state *s, const struct ch_record *rec)
 {
 	struct ch_payload_reader r;
 	char name[CH_NAME_MAX + 1];
+	uint32_t *ids;
 
 	ch_payload_reader_init(&r, rec->payload, rec->payload_len);
 	ch_payload_get_str(&r, name, sizeof(name));
 	uint32_t n = ch_payload_get_u32(&r);
 	if (r.failed || ch_state_room(s, name) || n == 0)
 		return -EINVAL;
+	int rc = read_members(s, &r, n, &ids);
+	if (rc < 0)
+		return rc;
+	rc = -ENOMEM;
 	if ((s->n_rooms + 1) * 2 > s->index_cap && index_grow(s) < 0)
-		return -ENOMEM;
+		goto out;
 	if (grow_ptrs((void ***)&s->rooms, &s->cap_rooms, s->n_rooms + 1) < 0)
-		return -ENOMEM;
+		goto out;
 	struct ch_room *room = calloc(1, sizeof(*room));
 	if (!room)
-		return -ENOMEM;
+		goto out;
 	snprintf(room->name, sizeof(room->name), "%s", name);
 	room->id = s->n_rooms + 1;
 	room->created_ms = rec->ts_ms;
+	room->created_by = ids[0];
 	room->ring = -1;
 	s->rooms[room->id - 1] = room;
 	s->n_rooms++;
 	index_put(s->room_index, s->index_cap, hash_name(name), room->id);
-	for (uint32_t i = 0; i < n; i++) {
-		uint32_t uid = ch_payload_get_u32(&r);
-		if (r.failed || add_member(s, room, uid) < 0)
-			return -EINVAL;
-		if (i == 0)
-			room->created_by = uid;
-	}
-	return ch_payload_reader_finish(&r) < 0 ? -EINVAL : 0;
+	rc = 0;
+	for (uint32_t i = 0; i < n && rc == 0; i++)
+		rc = add_member(s, room, ids[i]);
+out:
+	free(ids);
+	return rc;
 }
 
 static int add_participants(struct ch_state *s, const struct ch_record *rec)
 {
 	struct ch_payload_reader r;
 	struct ch_room *room = ch_state_room_by_id(s, rec->room);
+	uint32_t *ids = NULL;
 
 	if (!room)
 		return -EINVAL;
 	ch_payload_reader_init(&r, rec->payload, rec->payload_len);
 	uint32_t n = ch_payload_get_u32(&r);
-	for (uint32_t i = 0; i < n && !r.failed; i++)
-		if (add_member(s, room, ch_payload_get_u32(&r)) < 0)
-			return -EINVAL;
-	return ch_payload_reader_finish(&r) < 0 ? -EINVAL : 0;
+	if (r.failed)
+		return -EINVAL;
+	int rc = read_members(s, &r, n, &ids);
+	for (uint32_t i = 0; rc == 0 && i < n; i++)
+		rc = add_member(s, room, ids[i]);
+	free(ids);
+	return rc;
 }
 
 int ch_message_decode(const struct ch_record *rec, struct ch_message *m)
@@ -378,8 +411,10 @@ static int add_message(struct ch_state *s, const struct ch_record *rec)
 	struct ch_room *room = ch_state_room_by_id(s, rec->room);
 	struct ch_message m;
 
-	/* Seq is the room's next, always: no gap and no repeat. */
-	if (!room || rec->room_seq != room->last_seq + 1 || ch_message_decode(rec, &m) < 0)
+	/* Seq is the room's next, always: no gap and no repeat. The author
+	 * is a user (0 would also read as a free slot of the dedupe window). */
+	if (!room || rec->room_seq != room->last_seq + 1 || !ch_state_user_by_id(s, rec->author) ||
+	    ch_message_decode(rec, &m) < 0)
 		return -EINVAL;
 	if (room->last_seq == room->cap_pos) {
 		uint64_t cap = room->cap_pos ? room->cap_pos * 2 : 64;

@@ -231,8 +231,15 @@ static void child_main(struct ch_master *m, struct ch_child *ch)
 	_exit(status);
 }
 
+static struct ch_stats *child_stats(struct ch_master *m, const struct ch_child *ch)
+{
+	return ch_shm_stats(&m->shm, ch->kind == CH_CHILD_JOURNAL ? CH_SHM_PROC_JOURNAL
+								  : CH_SHM_PROC_WORKER(ch->index));
+}
+
 static int spawn(struct ch_master *m, struct ch_child *ch)
 {
+	CH_STAT_SET(child_stats(m, ch), ready, 0);
 	pid_t pid = fork();
 
 	if (pid < 0) {
@@ -299,9 +306,11 @@ static void reap(struct ch_master *m)
 			begin_stop(m);
 			continue;
 		}
-		/* A child that dies right after starting would otherwise be
-		 * restarted in a tight loop: back off, doubling each time. */
-		if (now - ch->started_ms >= CH_CHILD_STABLE_MS)
+		/* A child that dies before it ever got ready would otherwise
+		 * be restarted in a tight loop: back off, doubling each time.
+		 * One that served, or lived a while, is restarted at once. */
+		if (CH_STAT_GET(child_stats(m, ch), ready) ||
+		    now - ch->started_ms >= CH_CHILD_STABLE_MS)
 			ch->backoff_ms = 0;
 		else if (ch->backoff_ms == 0)
 			ch->backoff_ms = CH_RESTART_BACKOFF_MIN_MS;

@@ -325,7 +325,6 @@ uint64_t ch_spsc_used(const struct ch_spsc *r)
 /* Positions start above 0, so a zeroed cursor reads as CH_MRING_RESET. */
 #define CH_MRING_FIRST_POS 1u
 #define CH_MRING_WORD 8u
-#define CH_MRING_HDR_WORDS (CH_MRING_HDR_SIZE / CH_MRING_WORD)
 
 _Static_assert(sizeof(struct ch_mring) % CH_RING_CACHE_LINE == 0, "mring words alignment");
 _Static_assert(CH_MRING_MIN_SLOT_SIZE > CH_MRING_HDR_SIZE, "header fits one slot");
@@ -441,10 +440,19 @@ static void mring_get_bytes(const struct ch_mring *r, uint64_t idx, unsigned cha
 
 void ch_mring_writer_attach(struct ch_mring *r)
 {
-	/* Relaxed: only the writer stores head (us, or our dead predecessor,
-	 * whose exit was observed before we were started). Entries it wrote
-	 * but never flushed are written over again from here. */
-	r->wpos = atomic_load_explicit(&r->head, memory_order_relaxed);
+	/* Relaxed: only the writer stores head and base (us, or our dead
+	 * predecessor, whose exit was observed before we were started).
+	 * Entries it wrote but never flushed are written over from here. */
+	uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
+	uint64_t base = atomic_load_explicit(&r->base, memory_order_relaxed);
+
+	if (base > head) {
+		/* It died inside ch_mring_reset(): finish the reset. Release
+		 * pairs with readers' acquire loads of head (see flush). */
+		atomic_store_explicit(&r->head, base, memory_order_release);
+		head = base;
+	}
+	r->wpos = head;
 }
 
 int ch_mring_write(struct ch_mring *r, uint64_t tag, const void *data, uint32_t len)
@@ -501,9 +509,9 @@ int ch_mring_publish(struct ch_mring *r, uint64_t tag, const void *data, uint32_
 uint64_t ch_mring_reset(struct ch_mring *r)
 {
 	/*
-	 * Above every position a stamp can hold: stamps of a dead writer's
-	 * unflushed entries reach at most wpos + max_span. So no old stamp
-	 * ever equals a new position.
+	 * Past every position handed out so far (every old cursor is <= wpos
+	 * and so below base), with a ring to spare: stamps never repeat a
+	 * value, so an old reader's stamp check fails on any new entry.
 	 */
 	uint64_t base = r->wpos + r->nslots;
 
@@ -521,10 +529,28 @@ uint64_t ch_mring_reset(struct ch_mring *r)
 
 /* ---- readers ---- */
 
+/*
+ * Load head, then base, both acquire. Head pairs with the release stores
+ * in ch_mring_flush() and ch_mring_reset(): entries below it are complete.
+ * Base pairs with the release store in ch_mring_reset(), made before its
+ * head store: a reader that sees a new generation's head sees its base.
+ * A head below base (a writer died inside reset) means the generation is
+ * empty so far.
+ */
+static void mring_snapshot(const struct ch_mring *r, uint64_t *head, uint64_t *base)
+{
+	*head = atomic_load_explicit(&r->head, memory_order_acquire);
+	*base = atomic_load_explicit(&r->base, memory_order_acquire);
+	if (*head < *base)
+		*head = *base;
+}
+
 uint64_t ch_mring_head(const struct ch_mring *r)
 {
-	/* Acquire pairs with the release store in ch_mring_flush(). */
-	return atomic_load_explicit(&r->head, memory_order_acquire);
+	uint64_t head, base;
+
+	mring_snapshot(r, &head, &base);
+	return head;
 }
 
 uint64_t ch_mring_base(const struct ch_mring *r)
@@ -557,12 +583,11 @@ static int mring_intact(const struct ch_mring *r, uint64_t pos, uint32_t span)
 /* The entry at pos is gone: overwritten, or the whole ring was reset. */
 static enum ch_mring_status mring_lost(const struct ch_mring *r, uint64_t pos)
 {
-	/* Head then base, both acquire, as in ch_mring_read(). A reset that
-	 * is not seen yet is caught by the next read or by resync. */
-	(void)atomic_load_explicit(&r->head, memory_order_acquire);
-	if (pos < atomic_load_explicit(&r->base, memory_order_acquire))
-		return CH_MRING_RESET;
-	return CH_MRING_LAPPED;
+	uint64_t head, base;
+
+	/* A reset not seen yet is caught by the next read or by resync. */
+	mring_snapshot(r, &head, &base);
+	return pos < base ? CH_MRING_RESET : CH_MRING_LAPPED;
 }
 
 static enum ch_mring_status mring_bad_header(const struct ch_mring *r, uint64_t pos,
@@ -585,12 +610,7 @@ enum ch_mring_status ch_mring_read(const struct ch_mring *r, uint64_t *cursor,
 	uint64_t c = *cursor, head, base, idx, etag, elen;
 	uint32_t span;
 
-	/* Acquire pairs with the release store of head in ch_mring_flush()
-	 * and ch_mring_reset(): entries below head are completely written. */
-	head = atomic_load_explicit(&r->head, memory_order_acquire);
-	/* Acquire, after head: pairs with the release store of base in
-	 * ch_mring_reset(), made before its head store. */
-	base = atomic_load_explicit(&r->base, memory_order_acquire);
+	mring_snapshot(r, &head, &base);
 	if (c < base)
 		return CH_MRING_RESET;
 	if (c == head)
@@ -644,21 +664,19 @@ static uint64_t mring_oldest_from(const struct ch_mring *r, uint64_t head, uint6
 
 uint64_t ch_mring_oldest(const struct ch_mring *r)
 {
-	/* Head then base, acquire, as in ch_mring_read(). */
-	uint64_t head = atomic_load_explicit(&r->head, memory_order_acquire);
-	uint64_t base = atomic_load_explicit(&r->base, memory_order_acquire);
+	uint64_t head, base;
 
+	mring_snapshot(r, &head, &base);
 	return mring_oldest_from(r, head, base);
 }
 
 enum ch_mring_status ch_mring_resync(const struct ch_mring *r, uint64_t *cursor)
 {
-	/* Head then base, acquire, as in ch_mring_read(): if the head seen
-	 * is a new generation's, so is the base, and an old cursor fails. */
-	uint64_t head = atomic_load_explicit(&r->head, memory_order_acquire);
-	uint64_t base = atomic_load_explicit(&r->base, memory_order_acquire);
-	uint64_t pos;
+	uint64_t head, base, pos;
 
+	/* If the head seen is a new generation's, so is the base, and an
+	 * old cursor fails here. */
+	mring_snapshot(r, &head, &base);
 	if (*cursor < base)
 		return CH_MRING_RESET;
 	pos = mring_oldest_from(r, head, base);

@@ -51,6 +51,8 @@ int ch_shm_create(struct ch_shm *shm, uint32_t n_rings, uint32_t ring_slots,
 	h.rings_off = off;
 	h.ring_stride = align_up(ch_mring_mem_size(ring_slots, ring_slot_size));
 	off += h.ring_stride * n_rings;
+	h.limits_off = off;
+	off = align_up(off + (uint64_t)CH_SHM_LIMITS * CH_SHM_LIMIT_SLOTS * sizeof(struct ch_limit_slot));
 	h.size = off;
 
 	shm->memfd = memfd_create("chatd-shm", MFD_CLOEXEC);
@@ -116,7 +118,10 @@ void ch_shm_destroy(struct ch_shm *shm)
 		if (shm->worker_efd[i] >= 0)
 			close(shm->worker_efd[i]);
 	memset(shm, 0, sizeof(*shm));
+	/* -1, not 0: destroying twice must not close descriptor 0. */
 	shm->memfd = shm->journal_efd = -1;
+	for (int i = 0; i < CH_MAX_WORKERS; i++)
+		shm->worker_efd[i] = -1;
 }
 
 struct ch_stats *ch_shm_stats(const struct ch_shm *shm, int proc)
@@ -149,6 +154,13 @@ struct ch_mring *ch_shm_ring(const struct ch_shm *shm, uint32_t ring)
 {
 	const struct ch_shm_header *h = ch_shm_header(shm);
 	return (struct ch_mring *)((char *)shm->base + h->rings_off + h->ring_stride * ring);
+}
+
+struct ch_limit_slot *ch_shm_limit_slots(const struct ch_shm *shm, enum ch_shm_limit_table t)
+{
+	const struct ch_shm_header *h = ch_shm_header(shm);
+	return (struct ch_limit_slot *)((char *)shm->base + h->limits_off) +
+	       (size_t)t * CH_SHM_LIMIT_SLOTS;
 }
 
 void ch_shm_wake(int efd)

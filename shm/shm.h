@@ -14,10 +14,12 @@
  *                 and which workers have members in it
  *   room rings    n_rings SPMC rings (shm/ring.h), the journal writes,
  *                 every worker reads with a cursor of its own
+ *   limits        CH_SHM_LIMITS tables of CH_SHM_LIMIT_SLOTS rate-limit
+ *                 slots (shm/limit.h), updated by CAS from any worker
  *
  * Ownership: every ring has exactly one writer (see ring.h); a stats
  * block is written only by its process; the room table only by the
- * journal. No lock is shared between processes, so a process killed at
+ * journal; a rate-limit slot by compare-and-swap. No lock is shared between processes, so a process killed at
  * any instruction stops no other.
  *
  * Wake-ups go through eventfds the master also creates before forking:
@@ -28,6 +30,7 @@
 #define CH_SHM_H
 
 #include "master/config.h"
+#include "shm/limit.h"
 #include "shm/ring.h"
 
 #include <stdatomic.h>
@@ -43,6 +46,13 @@
 #define CH_SHM_INGRESS_BYTES (4u << 20)		/* per worker */
 #define CH_SHM_REPLY_BYTES (4u << 20)		/* per worker */
 #define CH_FSYNC_BUCKETS 12			/* fsync latency histogram */
+#define CH_SHM_LIMIT_SLOTS 16384		/* per rate-limit table */
+
+enum ch_shm_limit_table {
+	CH_LIMIT_AUTH_PER_IP,		/* register and login attempts per address */
+	CH_LIMIT_FAILURES_PER_USER,	/* failed logins per account */
+	CH_SHM_LIMITS
+};
 
 /*
  * Per-process counters, listed once (memcached's way): the struct, the
@@ -78,6 +88,10 @@ struct ch_stats {
 	_Atomic uint64_t fsync_bucket[CH_FSYNC_BUCKETS];
 	_Atomic uint64_t pid;
 	_Atomic uint64_t started_ms;	/* CLOCK_REALTIME */
+	/* 1 once the process serves (set by it, cleared by the master before
+	 * each start): a child that dies before it ever got ready is in a
+	 * crash loop and restarted with backoff; one that served is not. */
+	_Atomic uint64_t ready;
 } __attribute__((aligned(64)));
 
 /* Owner-only update: a relaxed load and store, no read-modify-write, since
@@ -111,6 +125,7 @@ struct ch_shm_header {
 	uint64_t reply_off, reply_stride;
 	uint64_t rooms_off;
 	uint64_t rings_off, ring_stride;
+	uint64_t limits_off;
 	uint32_t n_rings, ring_slots, ring_slot_size;
 	uint32_t pad;
 };
@@ -139,6 +154,7 @@ struct ch_spsc *ch_shm_ingress(const struct ch_shm *shm, int worker);
 struct ch_spsc *ch_shm_reply(const struct ch_shm *shm, int worker);
 struct ch_shm_room *ch_shm_room(const struct ch_shm *shm, uint32_t ring);
 struct ch_mring *ch_shm_ring(const struct ch_shm *shm, uint32_t ring);
+struct ch_limit_slot *ch_shm_limit_slots(const struct ch_shm *shm, enum ch_shm_limit_table t);
 
 /* Wake the process behind an eventfd (a failed write is harmless: the
  * counter is already non-zero, so the reader wakes anyway). */

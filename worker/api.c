@@ -14,7 +14,7 @@
 #include "common/auth.h"
 #include "common/buf.h"
 #include "common/log.h"
-#include "common/ratelimit.h"
+#include "common/utf8.h"
 #include "journal/journal.h"
 #include "journal/logread.h"
 #include "journal/proto.h"
@@ -34,8 +34,8 @@
 
 struct ch_api {
 	unsigned char key[CH_KEY_MIN_BYTES];
-	struct ch_ratelimit per_ip;	/* register + login attempts */
-	struct ch_ratelimit per_user;	/* failed logins */
+	struct ch_limit per_ip;		/* register + login attempts */
+	struct ch_limit per_user;	/* failed logins */
 	const char *hash_prefix;
 	unsigned long hash_cost;
 	char log_dir[CH_PATH_MAX + 16];
@@ -92,11 +92,12 @@ int ch_api_init(struct ch_worker *w)
 	/* The master created the file before forking; this only reads it. */
 	if (ch_key_load_or_create(path, a->key, sizeof(a->key)) < 0)
 		goto fail;
-	if (ch_ratelimit_init(&a->per_ip, CH_API_RATELIMIT_SLOTS,
-			      (unsigned)cfg->auth_per_ip_per_minute) < 0 ||
-	    ch_ratelimit_init(&a->per_user, CH_API_RATELIMIT_SLOTS,
-			      (unsigned)cfg->auth_failures_per_user_per_minute) < 0)
-		goto fail;
+	/* Counted in shared memory: the limits hold across all workers. */
+	a->per_ip = (struct ch_limit){ ch_shm_limit_slots(w->shm, CH_LIMIT_AUTH_PER_IP),
+				       CH_SHM_LIMIT_SLOTS, (unsigned)cfg->auth_per_ip_per_minute };
+	a->per_user = (struct ch_limit){ ch_shm_limit_slots(w->shm, CH_LIMIT_FAILURES_PER_USER),
+					 CH_SHM_LIMIT_SLOTS,
+					 (unsigned)cfg->auth_failures_per_user_per_minute };
 	a->hash_prefix = cfg->hash_method == CH_HASH_BCRYPT ? CH_PASSWORD_PREFIX_BCRYPT
 							    : CH_PASSWORD_PREFIX_YESCRYPT;
 	a->hash_cost = (unsigned long)cfg->hash_cost;
@@ -178,33 +179,38 @@ static void finish_error(struct ch_worker *w, struct ch_conn *c, int status, con
 
 static void bus_error(struct ch_worker *w, struct ch_conn *c, uint32_t status)
 {
-	switch (status) {
-	case CH_BUS_USER_EXISTS:
-		finish_error(w, c, 409, "user_exists", "that username is taken");
-		break;
-	case CH_BUS_ROOM_EXISTS:
-		finish_error(w, c, 409, "room_exists", "a room with that id exists");
-		break;
-	case CH_BUS_NO_SUCH_ROOM:
-		finish_error(w, c, 404, "no_such_room", "no such room");
-		break;
-	case CH_BUS_NOT_PARTICIPANT:
-		finish_error(w, c, 403, "not_a_participant", "you are not in this room");
-		break;
-	case CH_BUS_LIMIT:
-		finish_error(w, c, 403, "limit_reached", "a configured limit was reached");
-		break;
-	case CH_BUS_BAD_REQUEST:
-		finish_error(w, c, 400, "bad_request", "the request was refused as malformed");
-		break;
-	default:
-		finish_error(w, c, 503, "unavailable", "the journal cannot serve this now; retry");
-		break;
+	const struct ch_bus_error *e = ch_bus_error(status);
+	finish_error(w, c, e->http, e->code, e->message);
+}
+
+/*
+ * Whether JSON text has a \u0000 escape in a string. cJSON hands strings
+ * over NUL-terminated, so such a string would be cut short silently; we
+ * refuse it instead. Escapes are walked pairwise, so an escaped backslash
+ * followed by "u0000" is not mistaken for one.
+ */
+static int has_nul_escape(const char *p, size_t n)
+{
+	for (size_t i = 0; i + 1 < n; i++) {
+		if (p[i] != '\\')
+			continue;
+		if (p[i + 1] == 'u' && i + 5 < n && memcmp(p + i + 2, "0000", 4) == 0)
+			return 1;
+		i++;	/* skip the escaped character */
 	}
+	return 0;
 }
 
 static cJSON *parse_object(struct ch_worker *w, struct ch_conn *c, struct ch_req *r)
 {
+	if (!ch_utf8_valid(r->body, r->body_len)) {
+		ch_respond_error(w, c, 400, "bad_request", "the body is not UTF-8");
+		return NULL;
+	}
+	if (has_nul_escape(r->body, r->body_len)) {
+		ch_respond_error(w, c, 400, "bad_request", "strings must not contain NUL (\\u0000)");
+		return NULL;
+	}
 	cJSON *root = r->body_len ? cJSON_ParseWithLength(r->body, r->body_len) : NULL;
 	if (!cJSON_IsObject(root)) {
 		cJSON_Delete(root);
@@ -241,16 +247,21 @@ static void peer_address(const struct ch_conn *c, char *out, size_t len)
 }
 
 /* 429 with Retry-After when the key is over its limit; 1 when refused. */
-static int limited(struct ch_worker *w, struct ch_conn *c, struct ch_ratelimit *rl,
+static int limited(struct ch_worker *w, struct ch_conn *c, const struct ch_limit *rl,
 		   const char *key)
 {
 	uint32_t retry = 0;
-	if (ch_ratelimit_hit(rl, key, w->now_ms, &retry))
+	if (ch_limit_hit(rl, key, w->now_ms, &retry))
 		return 0;
 	char extra[64];
 	snprintf(extra, sizeof(extra), "Retry-After: %u\r\n", retry ? retry : 1);
 	ch_respond_error_hdr(w, c, 429, "rate_limited", "too many attempts; retry later", extra);
 	return 1;
+}
+
+int ch_api_token_user(struct ch_worker *w, const char *token, char *user, size_t len)
+{
+	return ch_token_verify(w->api->key, sizeof(w->api->key), token, now_s(), user, len);
 }
 
 const char *ch_api_auth(struct ch_worker *w, struct ch_conn *c, struct ch_req *r,
@@ -270,7 +281,7 @@ const char *ch_api_auth(struct ch_worker *w, struct ch_conn *c, struct ch_req *r
 	size_t n = h->len - (sizeof(bearer) - 1);
 	memcpy(token, h->p + sizeof(bearer) - 1, n);
 	token[n] = '\0';
-	int rc = ch_token_verify(w->api->key, sizeof(w->api->key), token, now_s(), user, len);
+	int rc = ch_api_token_user(w, token, user, len);
 	if (rc != CH_TOKEN_OK) {
 		ch_respond_error_hdr(w, c, 401, "unauthorized", ch_token_strerror(rc),
 				     "WWW-Authenticate: Bearer error=\"invalid_token\"\r\n");
@@ -282,8 +293,10 @@ const char *ch_api_auth(struct ch_worker *w, struct ch_conn *c, struct ch_req *r
 static int submit(struct ch_worker *w, struct ch_conn *c, struct api_op *op,
 		  void (*fn)(struct ch_job *))
 {
+	/* Reads never wait behind a queue of password hashes. */
+	struct ch_pool *pool = op->kind == API_HISTORY ? w->io_pool : w->pool;
 	op->job.fn = fn;
-	if (ch_pool_submit(w->pool, &op->job) < 0) {
+	if (ch_pool_submit(pool, &op->job) < 0) {
 		op_free(op);
 		ch_respond_error_hdr(w, c, 503, "busy", "the server is busy; retry shortly",
 				     "Retry-After: 1\r\n");
@@ -410,11 +423,11 @@ static void login_verified(struct api_op *op, struct ch_conn *c)
 		uint32_t retry;
 		/* Count the failure against the account (the answer for this
 		 * attempt is 401 either way). */
-		ch_ratelimit_hit(&w->api->per_user, op->user, w->now_ms, &retry);
+		ch_limit_hit(&w->api->per_user, op->user, w->now_ms, &retry);
 		finish_error(w, c, 401, "invalid_credentials", "wrong username or password");
 		return;
 	}
-	ch_ratelimit_reset(&w->api->per_user, op->user);
+	ch_limit_reset(&w->api->per_user, op->user);
 	if (op->new_hash[0]) {
 		struct ch_payload_writer pw;
 		if (ch_bus_begin(w->bus, &pw, 1024) == 0) {
@@ -491,7 +504,7 @@ void ch_api_login(struct ch_worker *w, struct ch_conn *c, struct ch_req *r, cons
 		return;
 	}
 	uint32_t retry;
-	if (!ch_ratelimit_check(&w->api->per_user, user, w->now_ms, &retry)) {
+	if (!ch_limit_check(&w->api->per_user, user, w->now_ms, &retry)) {
 		char extra[64];
 		snprintf(extra, sizeof(extra), "Retry-After: %u\r\n", retry ? retry : 1);
 		ch_respond_error_hdr(w, c, 429, "rate_limited",
@@ -866,14 +879,39 @@ static void job_done(struct ch_job *job)
 	op_free(op);
 }
 
+void ch_api_shutdown(struct ch_worker *w)
+{
+	/* Queued hashes are not run; every job comes back to job_done, which
+	 * frees it (its connection is gone by now). */
+	ch_pool_destroy(w->io_pool, job_done);
+	ch_pool_destroy(w->pool, job_done);
+	w->io_pool = w->pool = NULL;
+	free(w->api);
+	w->api = NULL;
+}
+
 void ch_api_pool_done(struct ch_worker *w)
 {
+	ch_pool_reap(w->io_pool, job_done);
 	ch_pool_reap(w->pool, job_done);
 	CH_STAT_SET(w->stats, hash_queue, ch_pool_queue_depth(w->pool));
 }
 
 /* ---------------------------------------------------------------------- */
 /* Metrics                                                                */
+
+/* One metric in the text format; counters get the _total suffix. The
+ * per-class response counters are printed as one labelled family instead. */
+static void metric_line(struct ch_buf *b, const char *name, const char *kind, const char *help,
+			uint64_t v)
+{
+	int counter = strcmp(kind, "counter") == 0;
+	if (strncmp(name, "responses_", 10) == 0)
+		return;
+	ch_buf_printf(b, "# HELP chatd_%s%s %s\n# TYPE chatd_%s%s %s\nchatd_%s%s %llu\n", name,
+		      counter ? "_total" : "", help, name, counter ? "_total" : "", kind, name,
+		      counter ? "_total" : "", (unsigned long long)v);
+}
 
 void ch_api_metrics(struct ch_worker *w, struct ch_conn *c, struct ch_req *r, const char *path)
 {
@@ -896,13 +934,23 @@ void ch_api_metrics(struct ch_worker *w, struct ch_conn *c, struct ch_req *r, co
 		uint64_t sum = 0;                                                            \
 		for (int i = 0; i < n; i++)                                                  \
 			sum += CH_STAT_GET(ch_shm_stats(shm, procs[i]), name);              \
-		const char *suffix = strcmp(#kind, "counter") == 0 ? "_total" : "";          \
-		ch_buf_printf(&b, "# HELP chatd_%s%s %s\n# TYPE chatd_%s%s %s\nchatd_%s%s %llu\n", \
-			      #name, suffix, help, #name, suffix, #kind, #name, suffix,     \
-			      (unsigned long long)sum);                                      \
+		metric_line(&b, #name, #kind, help, sum);                                    \
 	} while (0);
 	CH_STATS_FIELDS(CH_METRIC)
 #undef CH_METRIC
+	ch_buf_puts(&b, "# HELP chatd_http_responses_total HTTP responses by status class\n"
+			"# TYPE chatd_http_responses_total counter\n");
+	for (int k = 0; k < 4; k++) {
+		uint64_t sum = 0;
+		for (int i = 0; i < n; i++) {
+			const struct ch_stats *st = ch_shm_stats(shm, procs[i]);
+			sum += k == 0 ? CH_STAT_GET(st, responses_2xx) :
+			       k == 1 ? CH_STAT_GET(st, responses_3xx) :
+			       k == 2 ? CH_STAT_GET(st, responses_4xx) : CH_STAT_GET(st, responses_5xx);
+		}
+		ch_buf_printf(&b, "chatd_http_responses_total{class=\"%dxx\"} %llu\n", k + 2,
+			      (unsigned long long)sum);
+	}
 	const struct ch_stats *js = ch_shm_stats(shm, CH_SHM_PROC_JOURNAL);
 	uint64_t cum = 0;
 	ch_buf_puts(&b, "# HELP chatd_journal_fsync_seconds Time spent in one fdatasync of the log\n"

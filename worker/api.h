@@ -12,13 +12,18 @@
 
 #define CH_API_HISTORY_DEFAULT 50
 #define CH_API_HISTORY_MAX 500
-#define CH_API_RATELIMIT_SLOTS 4096	/* addresses / accounts remembered */
 
 /* Load the token key and set up the limits. */
 int ch_api_init(struct ch_worker *w);
 
+/* Stop the pools and free what the API holds (the worker is exiting). */
+void ch_api_shutdown(struct ch_worker *w);
+
 /* The pool's eventfd fired: finish the jobs that are done. */
 void ch_api_pool_done(struct ch_worker *w);
+
+/* The user a token names: CH_TOKEN_OK (0) or why not (common/auth.h). */
+int ch_api_token_user(struct ch_worker *w, const char *token, char *user, size_t len);
 
 /* The user a request's token names, or NULL after answering 401. */
 const char *ch_api_auth(struct ch_worker *w, struct ch_conn *c, struct ch_req *r,

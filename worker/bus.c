@@ -19,6 +19,24 @@ static uint64_t monotonic_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+const struct ch_bus_error *ch_bus_error(uint32_t status)
+{
+	static const struct ch_bus_error errors[] = {
+		[CH_BUS_USER_EXISTS] = { 409, "user_exists", "that username is taken" },
+		[CH_BUS_NO_SUCH_USER] = { 401, "invalid_credentials", "wrong username or password" },
+		[CH_BUS_ROOM_EXISTS] = { 409, "room_exists", "a room with that id exists" },
+		[CH_BUS_UNKNOWN_USER] = { 400, "unknown_user", "a participant does not exist" },
+		[CH_BUS_NO_SUCH_ROOM] = { 404, "no_such_room", "no such room" },
+		[CH_BUS_NOT_PARTICIPANT] = { 403, "not_a_participant", "you are not in this room" },
+		[CH_BUS_LIMIT] = { 403, "limit_reached", "a configured limit was reached" },
+		[CH_BUS_BAD_REQUEST] = { 400, "bad_request", "the request was refused as malformed" },
+		[CH_BUS_UNAVAILABLE] = { 503, "unavailable", "the journal cannot serve this now; retry" },
+	};
+	if (status >= sizeof(errors) / sizeof(errors[0]) || !errors[status].code)
+		status = CH_BUS_UNAVAILABLE;
+	return &errors[status];
+}
+
 int ch_bus_init(struct ch_bus *bus, const struct ch_shm *shm, int index)
 {
 	memset(bus, 0, sizeof(*bus));

@@ -51,6 +51,15 @@ struct ch_bus {
 	struct ch_bus_pending pending[CH_BUS_PENDING];
 };
 
+/* What a client is told for a status other than OK: one table for the
+ * REST answers and the WebSocket error frames alike. */
+struct ch_bus_error {
+	int http;		/* the HTTP status */
+	const char *code;	/* the error code of PROTOCOL.md */
+	const char *message;
+};
+const struct ch_bus_error *ch_bus_error(uint32_t status);
+
 /* Attach to worker index's rings and say hello to the journal. */
 int ch_bus_init(struct ch_bus *bus, const struct ch_shm *shm, int index);
 

@@ -45,6 +45,7 @@ enum ch_conn_state {
 	CH_CONN_BUSY,		/* a request is being served; input waits */
 	CH_CONN_LINGER,		/* write side shut after a final response; draining input */
 	CH_CONN_CLOSING,	/* fd closed, waiting for an in-flight send to complete */
+	CH_CONN_WS,		/* upgraded: WebSocket frames (worker/wsconn.h) */
 };
 
 /* Which timer list a connection is on; each list has one timeout, so it
@@ -54,6 +55,7 @@ enum ch_timer_list {
 	CH_TIMER_HEAD,		/* header_timeout: slow or absent request heads, slow bodies */
 	CH_TIMER_IDLE,		/* idle_timeout: keep-alive between requests */
 	CH_TIMER_LINGER,	/* a short drain before close */
+	CH_TIMER_WS,		/* WebSocket: ping when quiet, close when dead */
 	CH_TIMER_COUNT
 };
 
@@ -68,6 +70,7 @@ enum {
 
 struct ch_req;
 struct ch_sendctx;
+struct ch_wsconn;
 
 struct ch_conn {
 	int fd;
@@ -82,6 +85,9 @@ struct ch_conn {
 	struct ch_outbuf *out_head, *out_tail;
 	struct ch_req *req;	/* while a request is in progress */
 	struct ch_sendctx *sendctx;	/* iovecs of an in-flight sendmsg */
+	struct ch_wsconn *ws;		/* after a WebSocket upgrade */
+	uint32_t out_bytes;		/* queued and not yet sent */
+	uint16_t inflight_chunks;	/* chunks the in-flight send covers */
 };
 
 struct ch_outbuf *ch_outbuf_new(size_t len);

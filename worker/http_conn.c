@@ -11,6 +11,7 @@
 #include "worker/http_conn.h"
 
 #include "common/log.h"
+#include "worker/wsconn.h"
 
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
@@ -410,6 +411,10 @@ static void read_body(struct ch_worker *w, struct ch_conn *c)
 
 void ch_http_conn_input(struct ch_worker *w, struct ch_conn *c)
 {
+	if (c->state == CH_CONN_WS) {
+		ch_ws_input(w, c);
+		return;
+	}
 	while (c->state == CH_CONN_HEAD || c->state == CH_CONN_BODY) {
 		struct ch_inbuf *in = c->in;
 		if (!in || in->off == in->len)
@@ -446,6 +451,11 @@ void ch_http_conn_input(struct ch_worker *w, struct ch_conn *c)
 		in->off += r->head_len;
 		if (begin_body(w, c) < 0)
 			return;
+	}
+	if (c->state == CH_CONN_WS) {
+		/* Upgraded: frames sent right behind the handshake. */
+		ch_ws_input(w, c);
+		return;
 	}
 	if (c->in && c->in->off == c->in->len) {
 		/* Nothing held: an idle connection keeps no input buffer. */

@@ -95,7 +95,8 @@ static struct ch_job *list_pop(struct pool_list *l)
 	return job;
 }
 
-/* Hand each job of a detached list to done (if any); returns how many. */
+/* Hand each job of a detached list to its own done, else to done (if
+ * any); returns how many. */
 static size_t list_drain(struct ch_job *job, void (*done)(struct ch_job *))
 {
 	size_t n = 0;
@@ -104,7 +105,9 @@ static size_t list_drain(struct ch_job *job, void (*done)(struct ch_job *))
 		struct ch_job *next = job->next;	/* done may free job */
 
 		job->next = NULL;
-		if (done)
+		if (job->done)
+			job->done(job);
+		else if (done)
 			done(job);
 		n++;
 		job = next;

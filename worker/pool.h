@@ -51,6 +51,9 @@ struct ch_pool;
 
 struct ch_job {
 	void (*fn)(struct ch_job *job);	/* set by the caller; runs on a pool thread */
+	/* Optional: when set, reap and destroy call it for this job instead
+	 * of their done argument (one pool serving several kinds of job). */
+	void (*done)(struct ch_job *job);
 	struct ch_job *next;		/* the pool's queue / done-list link */
 	int cancelled;			/* 1: destroyed before fn ran (fn never ran) */
 };

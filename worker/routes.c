@@ -5,6 +5,7 @@
  */
 #include "worker/api.h"
 #include "worker/http_conn.h"
+#include "worker/wsconn.h"
 
 #include "common/log.h"
 
@@ -39,6 +40,8 @@ static const struct route {
 	{ "/api/room", M_POST, "POST", ch_api_room },
 	{ "/api/send", M_POST, "POST", ch_api_send },
 	{ "/api/history/", M_GET | M_HEAD, "GET, HEAD", ch_api_history },
+	{ "/ws", M_GET, "GET", ch_ws_upgrade },
+	{ "/ws/", M_GET, "GET", ch_ws_upgrade },
 	{ "/", M_GET | M_HEAD, "GET, HEAD", serve_static },
 	{ "/static/", M_GET | M_HEAD, "GET, HEAD", serve_static },
 };

@@ -25,6 +25,8 @@
 #include "worker/api.h"
 #include "worker/pool.h"
 #include "worker/udata.h"
+#include "worker/ws.h"
+#include "worker/wsconn.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -119,6 +121,8 @@ static uint32_t timeout_of(const struct ch_worker *w, enum ch_timer_list t)
 		return w->cfg->idle_timeout_ms;
 	case CH_TIMER_LINGER:
 		return CH_WORKER_LINGER_MS;
+	case CH_TIMER_WS:
+		return CH_WS_PING_MS;
 	default:
 		return 0;
 	}
@@ -205,13 +209,14 @@ static void arm_wake(struct ch_worker *w)
 	io_uring_sqe_set_data64(sqe, ch_udata(CH_OP_WAKE, 0, 0));
 }
 
-static void arm_pool(struct ch_worker *w)
+/* Pool i: 0 the hashing pool, 1 the I/O pool. */
+static void arm_pool(struct ch_worker *w, uint32_t i)
 {
 	struct io_uring_sqe *sqe = get_sqe(w);
 	if (!sqe)
 		return;
-	io_uring_prep_poll_multishot(sqe, ch_pool_eventfd(w->pool), POLLIN);
-	io_uring_sqe_set_data64(sqe, ch_udata(CH_OP_POOL, 0, 0));
+	io_uring_prep_poll_multishot(sqe, ch_pool_eventfd(i ? w->io_pool : w->pool), POLLIN);
+	io_uring_sqe_set_data64(sqe, ch_udata(CH_OP_POOL, 0, i));
 }
 
 static void cancel_op(struct ch_worker *w, enum ch_op op, struct ch_conn *c)
@@ -238,6 +243,7 @@ static void slot_free(struct ch_worker *w, struct ch_conn *c)
 {
 	uint32_t idx = (uint32_t)(c - w->conns);
 	free_output(c);
+	c->out_bytes = 0;
 	c->state = CH_CONN_FREE;
 	c->flags = 0;
 	c->gen = (c->gen + 1) & CH_UDATA_GEN_MASK;
@@ -253,6 +259,7 @@ void ch_conn_close(struct ch_worker *w, struct ch_conn *c)
 		return;
 	timer_unlink(w, c);
 	ch_http_conn_reset(c);
+	ch_ws_free(w, c);
 	free(c->in);
 	c->in = NULL;
 	if (c->flags & CH_CONN_RECV_ARMED)
@@ -287,7 +294,30 @@ void ch_conn_queue(struct ch_worker *w, struct ch_conn *c, struct ch_outbuf *b)
 	else
 		c->out_head = b;
 	c->out_tail = b;
+	c->out_bytes += b->len - b->off;
 	flush_later(w, c);
+}
+
+void ch_conn_drop_unsent(struct ch_worker *w, struct ch_conn *c)
+{
+	struct ch_outbuf *keep = NULL, **tail = &c->out_head;
+	uint16_t n = (c->flags & CH_CONN_SENDING) ? c->inflight_chunks : 0;
+
+	(void)w;
+	/* The chunks the in-flight send reads from stay; the rest go. */
+	for (uint16_t i = 0; i < n && *tail; i++) {
+		keep = *tail;
+		tail = &(*tail)->next;
+	}
+	struct ch_outbuf *b = *tail;
+	*tail = NULL;
+	c->out_tail = keep;
+	while (b) {
+		struct ch_outbuf *next = b->next;
+		c->out_bytes -= b->len - b->off;
+		ch_outbuf_free(b);
+		b = next;
+	}
 }
 
 static void start_linger(struct ch_worker *w, struct ch_conn *c)
@@ -300,6 +330,7 @@ static void start_linger(struct ch_worker *w, struct ch_conn *c)
 		return;
 	}
 	ch_http_conn_reset(c);
+	ch_ws_free(w, c);
 	free(c->in);
 	c->in = NULL;
 	c->state = CH_CONN_LINGER;
@@ -475,6 +506,7 @@ static void start_send(struct ch_worker *w, struct ch_conn *c)
 
 	if (!b->next) {
 		io_uring_prep_send(sqe, c->fd, b->ptr + b->off, b->len - b->off, MSG_NOSIGNAL);
+		c->inflight_chunks = 1;
 	} else {
 		struct ch_sendctx *s = calloc(1, sizeof(*s));
 		if (!s) {
@@ -490,6 +522,7 @@ static void start_send(struct ch_worker *w, struct ch_conn *c)
 		}
 		s->msg.msg_iov = s->iov;
 		s->msg.msg_iovlen = (size_t)n;
+		c->inflight_chunks = (uint16_t)n;
 		io_uring_prep_sendmsg(sqe, c->fd, &s->msg, MSG_NOSIGNAL);
 		/* The context lives until the completion. */
 		c->sendctx = s;
@@ -520,6 +553,7 @@ static void on_send(struct ch_worker *w, struct io_uring_cqe *cqe)
 	}
 	/* Drop what was sent; a short send leaves the rest at the head. */
 	size_t sent = (size_t)cqe->res;
+	c->out_bytes -= (uint32_t)sent;
 	while (c->out_head && sent) {
 		struct ch_outbuf *b = c->out_head;
 		size_t left = b->len - b->off;
@@ -600,6 +634,8 @@ static void run_timers(struct ch_worker *w)
 			timer_unlink(w, c);
 			if (t == CH_TIMER_LINGER)
 				ch_conn_close(w, c);
+			else if (t == CH_TIMER_WS)
+				ch_ws_timer(w, c);
 			else
 				ch_http_conn_timeout(w, c);
 		}
@@ -631,6 +667,8 @@ static void begin_stop(struct ch_worker *w)
 		if (c->state == CH_CONN_HEAD && (!c->in || c->in->off == c->in->len) &&
 		    !c->out_head && !(c->flags & CH_CONN_SENDING))
 			ch_conn_close(w, c);
+		else if (c->state == CH_CONN_WS)
+			ch_ws_close(w, c, CH_WS_CLOSE_GOING_AWAY, "server stopping");
 	}
 }
 
@@ -765,12 +803,13 @@ static void handle_cqe(struct ch_worker *w, struct io_uring_cqe *cqe)
 		if (cqe->res < 0 && cqe->res != -EAGAIN && cqe->res != -EINTR)
 			ch_err("worker %d: eventfd read: %s", w->index, strerror(-cqe->res));
 		ch_bus_drain(w->bus, w);
+		ch_ws_deliver(w);
 		arm_wake(w);
 		break;
 	case CH_OP_POOL:
 		ch_api_pool_done(w);
 		if (!(cqe->flags & IORING_CQE_F_MORE))
-			arm_pool(w);
+			arm_pool(w, ch_udata_index(cqe->user_data));
 		break;
 	default:
 		break;
@@ -800,9 +839,10 @@ int ch_worker_run(const struct ch_config *cfg, int index, const int *listen_fds,
 		return 1;
 	}
 	w.pool = ch_pool_create(cfg->hash_threads, CH_WORKER_POOL_QUEUE);
-	if (!w.pool)
+	w.io_pool = ch_pool_create(CH_WORKER_IO_THREADS, CH_WORKER_POOL_QUEUE);
+	if (!w.pool || !w.io_pool)
 		return 1;
-	if (setup(&w) < 0 || ch_api_init(&w) < 0)
+	if (setup(&w) < 0 || ch_api_init(&w) < 0 || ch_ws_init(&w) < 0)
 		return 1;
 	ch_worker_access_log_open(&w);
 	w.now_ms = monotonic_ms();
@@ -811,7 +851,9 @@ int ch_worker_run(const struct ch_config *cfg, int index, const int *listen_fds,
 	for (int l = 0; l < n_listen; l++)
 		arm_accept(&w, l);
 	arm_wake(&w);
-	arm_pool(&w);
+	arm_pool(&w, 0);
+	arm_pool(&w, 1);
+	CH_STAT_SET(w.stats, ready, 1);
 	ch_debug("worker %d ready", index);
 
 	for (;;) {
@@ -849,6 +891,7 @@ int ch_worker_run(const struct ch_config *cfg, int index, const int *listen_fds,
 			break;
 	}
 	ch_worker_access_log_flush(&w);
+	ch_api_shutdown(&w);
 	ch_info("worker %d stopped", index);
 	return 0;
 }

@@ -27,7 +27,8 @@
 #define CH_WORKER_TICK_MS 100		/* timer resolution */
 #define CH_WORKER_LINGER_MS 2000	/* drain after a final response */
 #define CH_WORKER_SEND_IOV 16		/* chunks gathered into one sendmsg */
-#define CH_WORKER_POOL_QUEUE 1024	/* jobs waiting for the thread pool */
+#define CH_WORKER_POOL_QUEUE 1024	/* jobs waiting for a thread pool */
+#define CH_WORKER_IO_THREADS 2		/* threads reading history from the log */
 
 struct ch_timer_queue {
 	uint32_t head, tail;	/* slot indexes, CH_NO_INDEX when empty */
@@ -38,6 +39,7 @@ struct ch_sendctx;
 
 struct ch_pool;
 struct ch_api;
+struct ch_wsrooms;
 
 struct ch_worker {
 	const struct ch_config *cfg;
@@ -46,8 +48,10 @@ struct ch_worker {
 	const struct ch_shm *shm;
 	struct ch_stats *stats;		/* ours, in shared memory */
 	struct ch_bus *bus;		/* requests to the journal */
-	struct ch_pool *pool;		/* hashing and disk reads, off the loop */
+	struct ch_pool *pool;		/* password hashing, off the loop */
+	struct ch_pool *io_pool;	/* disk reads (history), never queued behind hashes */
 	struct ch_api *api;		/* keys, limits: see api.h */
+	struct ch_wsrooms *rooms;	/* rooms with WebSocket members here */
 
 	struct io_uring ring;
 	struct io_uring_buf_ring *buf_ring;
@@ -89,6 +93,10 @@ void ch_conn_queue(struct ch_worker *w, struct ch_conn *c, struct ch_outbuf *b);
 
 /* Close after the queued output is sent (with a short drain). */
 void ch_conn_close_after(struct ch_worker *w, struct ch_conn *c);
+
+/* Drop queued output that no send has taken yet (a close frame then goes
+ * out next). */
+void ch_conn_drop_unsent(struct ch_worker *w, struct ch_conn *c);
 
 /* Close now, dropping queued output. */
 void ch_conn_close(struct ch_worker *w, struct ch_conn *c);

@@ -11,8 +11,10 @@
  *   header when msg_len + frame_len would pass it, so the buffer never
  *   grows past max_message and never needs a length check while copying.
  * - msg_opcode != 0 exactly while a data message has begun and its final
- *   frame has not ended; buf is non-NULL only while that holds or until the
- *   next call after the message was delivered (its bytes back the event).
+ *   frame has not ended; msg_len counts only that message's bytes (0 once
+ *   it is delivered). buf may outlive the message, because its bytes back
+ *   the event, but is freed by the first call that returns NONE with no
+ *   message open, and at once on an error or a close.
  * - One call delivers at most one event, and it is the last thing the call
  *   does, so the event's bytes stay put until the next call.
  */

@@ -63,3 +63,23 @@ it('documents its options in --help and exits 2 on a wrong one', () => {
   const bad = chatd(['--bogus']);
   assert.equal(bad.status, 2);
 });
+
+it('re-reads the file on SIGHUP: a bad one changes nothing, a good one is taken', async () => {
+  const { startChatd, sleep: pause, curl: get } = require('./lib/chatd');
+  const srv = await startChatd({ workers: 1 });
+  try {
+    const good = fs.readFileSync(srv.confPath, 'utf8');
+    fs.writeFileSync(srv.confPath, `${good}max_connections = -5\n`);
+    srv.proc.kill('SIGHUP');
+    await pause(300);
+    assert.match(srv.log(), /reload refused, nothing changed: .*chatd\.conf:\d+: .*max_connections/);
+    assert.equal(get([`${srv.url}/healthz`]).out, 'ok', 'still serving');
+    fs.writeFileSync(srv.confPath, good);
+    srv.proc.kill('SIGHUP');
+    await pause(300);
+    assert.match(srv.log(), /reload: .*chatd\.conf is valid/);
+    assert.equal(get([`${srv.url}/healthz`]).out, 'ok');
+  } finally {
+    await srv.cleanup();
+  }
+});

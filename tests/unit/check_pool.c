@@ -196,6 +196,38 @@ START_TEST(test_many_jobs)
 }
 END_TEST
 
+/*
+ * Many short rounds with reaps racing the completions: a wake-up lost
+ * between a reap's clear and its take would leave a finished job behind
+ * a silent eventfd, and the round would time out.
+ */
+START_TEST(test_no_lost_wakeup)
+{
+	enum { ROUNDS = 3000, PER_ROUND = 8, LOST_MS = 2000 };
+	struct test_job jobs[PER_ROUND];
+	struct ch_pool *pool = ch_pool_create(TEST_MANY_THREADS, PER_ROUND);
+
+	ck_assert_ptr_nonnull(pool);
+	for (int r = 0; r < ROUNDS; r++) {
+		size_t reaped = 0;
+
+		reset_globals();
+		for (int i = 0; i < PER_ROUND; i++) {
+			job_init(&jobs[i], i);
+			if (ch_pool_submit(pool, &jobs[i].job) != 0)
+				ck_abort_msg("submit failed in round %d", r);
+		}
+		while (reaped < PER_ROUND) {
+			if (!wait_readable(ch_pool_eventfd(pool), LOST_MS))
+				ck_abort_msg("round %d: %zu of %d reaped, eventfd silent",
+					     r, reaped, PER_ROUND);
+			reaped += ch_pool_reap(pool, NULL);
+		}
+	}
+	ch_pool_destroy(pool, NULL);
+}
+END_TEST
+
 /* Two threads: B finishes before A, so B is reaped first, and a reap sees
  * only what has finished. */
 START_TEST(test_completion_order)
@@ -511,6 +543,7 @@ static Suite *pool_suite(void)
 	tcase_set_timeout(tc, TEST_TIMEOUT_S);
 	tcase_add_test(tc, test_create_args);
 	tcase_add_test(tc, test_many_jobs);
+	tcase_add_test(tc, test_no_lost_wakeup);
 	tcase_add_test(tc, test_completion_order);
 	tcase_add_test(tc, test_queue_limit_and_depth);
 	tcase_add_test(tc, test_eventfd_semantics);

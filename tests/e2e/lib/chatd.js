@@ -93,9 +93,12 @@ function children(pid) {
   });
 }
 
+// opts.reuse: a stopped server whose directory, port and configuration
+// are used again; opts.args: extra command-line arguments; opts.binary: the
+// chatd to run (default CHATD).
 async function startChatd(opts = {}) {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'chatd-e2e-'));
-  const port = opts.port || await freePort();
+  const dir = opts.reuse ? opts.reuse.dir : fs.mkdtempSync(path.join(os.tmpdir(), 'chatd-e2e-'));
+  const port = opts.reuse ? opts.reuse.port : opts.port || await freePort();
   const webRoot = opts.webRoot || path.join(ROOT, 'www');
   const conf = [
     '[server]',
@@ -108,10 +111,11 @@ async function startChatd(opts = {}) {
     ...(opts.extra || []),
   ].join('\n') + '\n';
   const confPath = path.join(dir, 'chatd.conf');
-  fs.writeFileSync(confPath, conf);
-  const logPath = path.join(dir, 'chatd.log');
+  if (!opts.reuse) fs.writeFileSync(confPath, conf);
+  const logPath = path.join(dir, `chatd-${Date.now()}.log`);
   const log = fs.openSync(logPath, 'w');
-  const proc = spawn(CHATD, ['-c', confPath], { stdio: ['ignore', log, log] });
+  const proc = spawn(opts.binary || CHATD, ['-c', confPath, ...(opts.args || [])],
+    { stdio: ['ignore', log, log] });
   fs.closeSync(log);
   const exited = new Promise((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
   const srv = {
@@ -121,7 +125,10 @@ async function startChatd(opts = {}) {
     workers: () => children(proc.pid).filter((c) => /chatd: worker/.test(c.args)),
     async stop(signal = 'SIGTERM') {
       if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
-      const r = await Promise.race([exited, sleep(20000).then(() => null)]);
+      let timer;
+      const r = await Promise.race([exited,
+        new Promise((resolve) => { timer = setTimeout(() => resolve(null), 20000); })]);
+      clearTimeout(timer);
       if (!r) proc.kill('SIGKILL');
       return r;
     },

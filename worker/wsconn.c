@@ -1,0 +1,952 @@
+/*
+ * WebSocket connections and the chat protocol: see wsconn.h.
+ */
+#define _GNU_SOURCE
+#include "worker/wsconn.h"
+
+#include "common/auth.h"
+#include "common/buf.h"
+#include "common/log.h"
+#include "journal/frame.h"
+#include "journal/logread.h"
+#include "journal/proto.h"
+#include "journal/state.h"
+#include "worker/api.h"
+#include "worker/pool.h"
+#include "worker/ws.h"
+
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* A message frame as read from a room ring once, shared by every local
+ * member's output queue; freed when the last queue has sent it. */
+struct ch_frame {
+	uint32_t refs;
+	uint32_t len;
+	char data[];
+};
+
+struct ch_wroom;
+
+/* One connection's membership in one room. */
+struct ch_sub {
+	struct ch_sub *conn_next;		/* the connection's rooms */
+	struct ch_sub *room_prev, *room_next;	/* the room's local members */
+	struct ch_wroom *room;
+	struct ch_conn *conn;
+	uint64_t next_seq;			/* the next message it must get */
+	int replaying;				/* a replay is being read */
+	struct ch_outbuf *held_head, *held_tail;	/* live frames behind it */
+	uint32_t held_bytes;
+};
+
+/* A room with members on this worker, and where we are in its ring. */
+struct ch_wroom {
+	struct ch_wroom *next;
+	char name[CH_NAME_MAX + 1];
+	uint32_t ring;
+	uint32_t room_id;
+	uint64_t cursor;	/* next ring position to read */
+	uint64_t last_seen;	/* highest seq read from the ring */
+	struct ch_sub *subs;
+};
+
+struct ch_wsconn {
+	struct ch_ws_parser parser;
+	char user[CH_USERNAME_MAX + 1];
+	struct ch_sub *subs;
+	uint32_t n_subs;
+	uint8_t ping_out;	/* a ping is unanswered */
+	uint8_t closing;	/* our close frame is queued */
+};
+
+struct ch_wsrooms {
+	struct ch_wroom *head;
+	char *buf;		/* one ring entry, copied out */
+	uint32_t cap;
+};
+
+/* A request waiting for the journal or the pool. */
+struct ws_op {
+	struct ch_job job;
+	struct ch_worker *w;
+	uint32_t conn, gen;
+	char room[CH_NAME_MAX + 1];
+	char id[CH_CLIENT_ID_MAX + 1];
+	int has_id;
+	uint64_t since;
+	/* replay */
+	uint64_t *pos;
+	uint32_t n_pos;
+	struct ch_buf frames;	/* the replayed frames, back to back */
+	int failed;
+};
+
+/* ---------------------------------------------------------------------- */
+/* Frames out                                                             */
+
+static void frame_unref(void *p)
+{
+	struct ch_frame *f = p;
+	if (--f->refs == 0)
+		free(f);
+}
+
+/* Queue bytes on c; a connection over its bound is cut with 1013. */
+static void queue(struct ch_worker *w, struct ch_conn *c, struct ch_outbuf *b)
+{
+	if (!b) {
+		ch_conn_close(w, c);
+		return;
+	}
+	if (c->ws->closing) {
+		ch_outbuf_free(b);
+		return;
+	}
+	if (c->out_bytes + b->len > CH_WS_SEND_QUEUE) {
+		ch_outbuf_free(b);
+		ch_debug("worker %d: %s reads too slowly: closing with 1013", w->index, c->ws->user);
+		ch_ws_close(w, c, CH_WS_CLOSE_TRY_AGAIN, "too slow: reconnect and join with since");
+		return;
+	}
+	ch_conn_queue(w, c, b);
+}
+
+/* A text frame holding json. */
+static void send_json(struct ch_worker *w, struct ch_conn *c, struct ch_buf *json)
+{
+	struct ch_buf f;
+	ch_buf_init(&f);
+	ch_text_frame_header(&f, json->len);
+	ch_buf_append(&f, json->p, json->len);
+	if (f.failed || json->failed) {
+		ch_buf_free(&f);
+		ch_conn_close(w, c);
+		return;
+	}
+	struct ch_outbuf *b = ch_outbuf_new(f.len);
+	if (b)
+		memcpy(b->data, f.p, f.len);
+	ch_buf_free(&f);
+	queue(w, c, b);
+}
+
+static void put_id(struct ch_buf *j, const char *id, int has_id)
+{
+	if (has_id) {
+		ch_buf_puts(j, ",\"id\":");
+		ch_json_str(j, id, strlen(id));
+	}
+}
+
+static void send_error(struct ch_worker *w, struct ch_conn *c, const char *code,
+		       const char *message, const char *id, int has_id)
+{
+	struct ch_buf j;
+	ch_buf_init(&j);
+	ch_buf_puts(&j, "{\"type\":\"error\",\"code\":");
+	ch_json_str(&j, code, strlen(code));
+	ch_buf_puts(&j, ",\"message\":");
+	ch_json_str(&j, message, strlen(message));
+	put_id(&j, id, has_id);
+	ch_buf_puts(&j, "}");
+	send_json(w, c, &j);
+	ch_buf_free(&j);
+}
+
+void ch_ws_close(struct ch_worker *w, struct ch_conn *c, uint16_t code, const char *reason)
+{
+	uint8_t frame[CH_WS_MAX_CONTROL_FRAME];
+
+	if (!c->ws || c->ws->closing)
+		return;
+	/* What the client has not been sent yet is dropped: a slow reader
+	 * should learn why it is closed, not first wait for a backlog. */
+	ch_conn_drop_unsent(w, c);
+	size_t n = ch_ws_close_frame(code, reason, strlen(reason), frame);
+	struct ch_outbuf *b = ch_outbuf_new(n);
+	if (b) {
+		memcpy(b->data, frame, n);
+		ch_conn_queue(w, c, b);
+	}
+	c->ws->closing = 1;
+	ch_conn_close_after(w, c);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Rooms                                                                  */
+
+static struct ch_wroom *room_find(struct ch_worker *w, const char *name)
+{
+	for (struct ch_wroom *r = w->rooms->head; r; r = r->next)
+		if (strcmp(r->name, name) == 0)
+			return r;
+	return NULL;
+}
+
+static struct ch_sub *sub_find(struct ch_wsconn *ws, const char *room)
+{
+	for (struct ch_sub *s = ws->subs; s; s = s->conn_next)
+		if (strcmp(s->room->name, room) == 0)
+			return s;
+	return NULL;
+}
+
+static void unwatched(struct ch_worker *w, struct ch_conn *c, void *ctx, uint32_t status,
+		      struct ch_payload_reader *rd)
+{
+	(void)w;
+	(void)c;
+	(void)ctx;
+	(void)status;
+	(void)rd;
+}
+
+static void sub_free(struct ch_worker *w, struct ch_sub *s)
+{
+	struct ch_wroom *r = s->room;
+	struct ch_wsconn *ws = s->conn->ws;
+
+	for (struct ch_sub **p = &ws->subs; *p; p = &(*p)->conn_next) {
+		if (*p == s) {
+			*p = s->conn_next;
+			break;
+		}
+	}
+	ws->n_subs--;
+	if (s->room_prev)
+		s->room_prev->room_next = s->room_next;
+	else
+		r->subs = s->room_next;
+	if (s->room_next)
+		s->room_next->room_prev = s->room_prev;
+	while (s->held_head) {
+		struct ch_outbuf *b = s->held_head;
+		s->held_head = b->next;
+		ch_outbuf_free(b);
+	}
+	free(s);
+	if (r->subs)
+		return;
+	/* The last local member left: the journal need not wake us for it. */
+	struct ch_payload_writer pw;
+	if (ch_bus_begin(w->bus, &pw, 96) == 0) {
+		ch_payload_put_str(&pw, r->name);
+		ch_payload_put_u32(&pw, (uint32_t)w->index);
+		ch_bus_send(w->bus, CH_REQ_UNWATCH, &pw, w, NULL, unwatched, NULL);
+	}
+	for (struct ch_wroom **p = &w->rooms->head; *p; p = &(*p)->next) {
+		if (*p == r) {
+			*p = r->next;
+			break;
+		}
+	}
+	free(r);
+}
+
+/* Give s the message with this seq (or skip it if s has it). */
+static void sub_deliver(struct ch_worker *w, struct ch_sub *s, uint64_t seq, struct ch_frame *f);
+
+/*
+ * s expects next_seq but the worker's cursor is past it (s joined while
+ * the ring was being read): take what s misses from the ring again, oldest
+ * first. Returns -1 when the ring no longer holds it.
+ */
+static int sub_catch_up(struct ch_worker *w, struct ch_sub *s, uint64_t upto)
+{
+	struct ch_mring *ring = ch_shm_ring(w->shm, s->room->ring);
+	uint64_t cur = ch_mring_oldest(ring);
+	struct ch_wsrooms *rs = w->rooms;
+
+	while (s->next_seq <= upto && s->conn->state == CH_CONN_WS) {
+		uint32_t len;
+		uint64_t tag;
+		enum ch_mring_status st = ch_mring_read(ring, &cur, rs->buf, rs->cap, &len, &tag);
+		if (st != CH_MRING_OK)
+			return -1;
+		if (tag < s->next_seq)
+			continue;
+		if (tag > s->next_seq)
+			return -1;
+		struct ch_frame *f = malloc(sizeof(*f) + len);
+		if (!f)
+			return -1;
+		f->refs = 1;
+		f->len = len;
+		memcpy(f->data, rs->buf, len);
+		sub_deliver(w, s, tag, f);
+		frame_unref(f);
+	}
+	return 0;
+}
+
+static void sub_deliver(struct ch_worker *w, struct ch_sub *s, uint64_t seq, struct ch_frame *f)
+{
+	struct ch_conn *c = s->conn;
+
+	if (seq < s->next_seq || c->state != CH_CONN_WS || c->ws->closing)
+		return;
+	if (seq > s->next_seq) {
+		if (sub_catch_up(w, s, seq - 1) < 0 || seq != s->next_seq) {
+			ch_ws_close(w, c, CH_WS_CLOSE_TRY_AGAIN, "missed messages: join with since");
+			return;
+		}
+	}
+	f->refs++;
+	struct ch_outbuf *b = ch_outbuf_ref(f->data, f->len, frame_unref, f);
+	if (!b) {
+		frame_unref(f);
+		ch_conn_close(w, c);
+		return;
+	}
+	s->next_seq = seq + 1;
+	CH_STAT_ADD(w->stats, messages_out, 1);
+	if (s->replaying) {
+		if (s->held_bytes + f->len > CH_WS_SEND_QUEUE) {
+			ch_outbuf_free(b);
+			ch_ws_close(w, c, CH_WS_CLOSE_TRY_AGAIN, "too slow: reconnect and join with since");
+			return;
+		}
+		if (s->held_tail)
+			s->held_tail->next = b;
+		else
+			s->held_head = b;
+		s->held_tail = b;
+		s->held_bytes += f->len;
+		return;
+	}
+	queue(w, c, b);
+}
+
+void ch_ws_deliver(struct ch_worker *w)
+{
+	struct ch_wsrooms *rs = w->rooms;
+	struct ch_wroom *r = rs->head;
+
+	while (r) {
+		struct ch_wroom *next = r->next;
+		struct ch_mring *ring = ch_shm_ring(w->shm, r->ring);
+		for (;;) {
+			uint32_t len;
+			uint64_t tag;
+			enum ch_mring_status st = ch_mring_read(ring, &r->cursor, rs->buf, rs->cap,
+								&len, &tag);
+			if (st == CH_MRING_EMPTY)
+				break;
+			if (st == CH_MRING_OK) {
+				struct ch_frame *f = malloc(sizeof(*f) + len);
+				if (!f)
+					break;
+				f->refs = 1;
+				f->len = len;
+				memcpy(f->data, rs->buf, len);
+				if (tag > r->last_seen)
+					r->last_seen = tag;
+				for (struct ch_sub *s = r->subs; s; s = s->room_next)
+					sub_deliver(w, s, tag, f);
+				frame_unref(f);
+				continue;
+			}
+			/* Lapped: more was written than the ring holds since we
+			 * last read. Members resume from history by themselves. */
+			ch_warn("worker %d: fell behind room '%s' (ring %u): closing its members "
+				"with 1013", w->index, r->name, r->ring);
+			for (struct ch_sub *s = r->subs; s; s = s->room_next)
+				ch_ws_close(w, s->conn, CH_WS_CLOSE_TRY_AGAIN, "missed messages: join with since");
+			if (ch_mring_resync(ring, &r->cursor) == CH_MRING_RESET)
+				r->cursor = ch_mring_oldest(ring);
+			break;
+		}
+		r = next;
+	}
+}
+
+int ch_ws_init(struct ch_worker *w)
+{
+	struct ch_wsrooms *rs = calloc(1, sizeof(*rs));
+	if (!rs)
+		return -1;
+	rs->cap = ch_mring_max_entry(ch_shm_ring(w->shm, 0));
+	rs->buf = malloc(rs->cap);
+	if (!rs->buf) {
+		free(rs);
+		return -1;
+	}
+	w->rooms = rs;
+	return 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Requests                                                               */
+
+static struct ws_op *op_new(struct ch_worker *w, struct ch_conn *c, const cJSON *msg)
+{
+	struct ws_op *op = calloc(1, sizeof(*op));
+	if (!op)
+		return NULL;
+	op->w = w;
+	op->conn = (uint32_t)(c - w->conns);
+	op->gen = c->gen;
+	ch_buf_init(&op->frames);
+	const cJSON *id = cJSON_GetObjectItemCaseSensitive(msg, "id");
+	if (cJSON_IsString(id) && strlen(id->valuestring) <= CH_CLIENT_ID_MAX) {
+		snprintf(op->id, sizeof(op->id), "%s", id->valuestring);
+		op->has_id = 1;
+	}
+	return op;
+}
+
+static void op_free(struct ws_op *op)
+{
+	free(op->pos);
+	ch_buf_free(&op->frames);
+	free(op);
+}
+
+static void bus_failed(struct ch_worker *w, struct ch_conn *c, uint32_t status, struct ws_op *op)
+{
+	const struct ch_bus_error *e = ch_bus_error(status);
+	send_error(w, c, e->code, e->message, op->id, op->has_id);
+}
+
+/* The connection a finished job was for, if it is still open. */
+static struct ch_conn *op_conn(struct ws_op *op)
+{
+	struct ch_conn *c = &op->w->conns[op->conn];
+	return c->gen == op->gen && c->state == CH_CONN_WS && c->ws && !c->ws->closing ? c : NULL;
+}
+
+static void job_replay(struct ch_job *job)
+{
+	struct ws_op *op = CH_POOL_CONTAINER_OF(job, struct ws_op, job);
+	char dir[CH_PATH_MAX + 16];
+	snprintf(dir, sizeof(dir), "%s/journal", op->w->cfg->data_dir);
+	struct ch_logread *lr = ch_logread_open(dir);
+	void *buf = malloc(CH_RECORD_MAX);
+
+	op->failed = 1;
+	if (!lr || !buf)
+		goto out;
+	for (uint32_t i = 0; i < op->n_pos; i++) {
+		struct ch_record rec;
+		struct ch_message m;
+		if (ch_logread_at(lr, op->pos[i], buf, CH_RECORD_MAX, &rec) < 0 ||
+		    ch_message_decode(&rec, &m) < 0)
+			goto out;
+		/* The frame's own length first, then the frame. */
+		size_t at = op->frames.len;
+		uint32_t len = 0;
+		ch_buf_append(&op->frames, &len, sizeof(len));
+		ch_buf_append(&op->frames, &rec.room_seq, sizeof(uint64_t));
+		ch_msg_frame(&op->frames, m.room, m.room_len, rec.room_seq, m.from, m.from_len,
+			     m.content, m.content_len, rec.ts_ms, m.id, m.id_len);
+		if (op->frames.failed)
+			goto out;
+		len = (uint32_t)(op->frames.len - at - sizeof(len) - sizeof(uint64_t));
+		memcpy(op->frames.p + at, &len, sizeof(len));
+	}
+	op->failed = 0;
+out:
+	free(buf);
+	ch_logread_close(lr);
+}
+
+static void replay_done(struct ch_job *job)
+{
+	struct ws_op *op = CH_POOL_CONTAINER_OF(job, struct ws_op, job);
+	struct ch_conn *c = job->cancelled ? NULL : op_conn(op);
+	struct ch_sub *s = c ? sub_find(c->ws, op->room) : NULL;
+
+	if (!s || !s->replaying) {
+		op_free(op);
+		return;
+	}
+	struct ch_worker *w = op->w;
+	if (op->failed) {
+		op_free(op);
+		ch_ws_close(w, c, CH_WS_CLOSE_INTERNAL, "could not read the history");
+		return;
+	}
+	/* The replay, oldest first (seqs up to the join's last_seq), then
+	 * what arrived live meanwhile (after it). */
+	s->replaying = 0;
+	for (size_t off = 0; off < op->frames.len && c->state == CH_CONN_WS;) {
+		uint32_t len;
+		uint64_t seq;
+		memcpy(&len, op->frames.p + off, sizeof(len));
+		memcpy(&seq, op->frames.p + off + sizeof(len), sizeof(seq));
+		off += sizeof(len) + sizeof(seq);
+		struct ch_outbuf *b = ch_outbuf_new(len);
+		if (b)
+			memcpy(b->data, op->frames.p + off, len);
+		off += len;
+		queue(w, c, b);
+		CH_STAT_ADD(w->stats, messages_out, 1);
+	}
+	while (s->held_head && c->state == CH_CONN_WS) {
+		struct ch_outbuf *b = s->held_head;
+		s->held_head = b->next;
+		b->next = NULL;
+		queue(w, c, b);
+	}
+	s->held_head = s->held_tail = NULL;
+	s->held_bytes = 0;
+	op_free(op);
+}
+
+static void joined(struct ch_worker *w, struct ch_conn *c, void *ctx, uint32_t status,
+		   struct ch_payload_reader *rd)
+{
+	struct ws_op *op = ctx;
+
+	if (!c || c->state != CH_CONN_WS || c->ws->closing) {
+		op_free(op);
+		return;
+	}
+	if (status != CH_BUS_OK) {
+		bus_failed(w, c, status, op);
+		op_free(op);
+		return;
+	}
+	uint32_t ring = ch_payload_get_u32(rd);
+	uint32_t room_id = ch_payload_get_u32(rd);
+	uint64_t last = ch_payload_get_u64(rd);
+	uint64_t first = ch_payload_get_u64(rd);
+	uint32_t n = ch_payload_get_u32(rd);
+	if (rd->failed || n > CH_WS_REPLAY_MAX || !(op->pos = calloc(n ? n : 1, sizeof(uint64_t)))) {
+		send_error(w, c, "unavailable", "malformed answer from the journal", op->id, op->has_id);
+		op_free(op);
+		return;
+	}
+	for (uint32_t i = 0; i < n; i++)
+		op->pos[i] = ch_payload_get_u64(rd);
+	op->n_pos = n;
+
+	struct ch_sub *s = sub_find(c->ws, op->room);
+	if (!s) {
+		struct ch_wroom *r = room_find(w, op->room);
+		if (!r) {
+			r = calloc(1, sizeof(*r));
+			if (!r)
+				goto oom;
+			snprintf(r->name, sizeof(r->name), "%s", op->room);
+			r->ring = ring;
+			r->room_id = room_id;
+			/* Entries older than this join are skipped by seq. */
+			r->cursor = ch_mring_oldest(ch_shm_ring(w->shm, ring));
+			r->next = w->rooms->head;
+			w->rooms->head = r;
+		}
+		s = calloc(1, sizeof(*s));
+		if (!s)
+			goto oom;
+		s->room = r;
+		s->conn = c;
+		s->next_seq = last + 1;
+		s->room_next = r->subs;
+		if (r->subs)
+			r->subs->room_prev = s;
+		r->subs = s;
+		s->conn_next = c->ws->subs;
+		c->ws->subs = s;
+		c->ws->n_subs++;
+	}
+	struct ch_buf j;
+	ch_buf_init(&j);
+	ch_buf_puts(&j, "{\"type\":\"joined\",\"room\":");
+	ch_json_str(&j, op->room, strlen(op->room));
+	ch_buf_puts(&j, ",\"last_seq\":");
+	ch_buf_u64(&j, last);
+	put_id(&j, op->id, op->has_id);
+	ch_buf_puts(&j, "}");
+	send_json(w, c, &j);
+	ch_buf_free(&j);
+	if (op->since != CH_SINCE_NONE && first > op->since + 1 && c->state == CH_CONN_WS) {
+		ch_buf_init(&j);
+		ch_buf_puts(&j, "{\"type\":\"truncated\",\"room\":");
+		ch_json_str(&j, op->room, strlen(op->room));
+		ch_buf_puts(&j, ",\"first_seq\":");
+		ch_buf_u64(&j, first);
+		ch_buf_puts(&j, "}");
+		send_json(w, c, &j);
+		ch_buf_free(&j);
+	}
+	/* Frames the ring gave this worker before we learnt of the join. */
+	if (s->room->last_seen > last && sub_catch_up(w, s, s->room->last_seen) < 0) {
+		op_free(op);
+		ch_ws_close(w, c, CH_WS_CLOSE_TRY_AGAIN, "missed messages: join with since");
+		return;
+	}
+	if (n == 0 || c->state != CH_CONN_WS) {
+		op_free(op);
+		return;
+	}
+	s->replaying = 1;
+	op->job.fn = job_replay;
+	op->job.done = replay_done;
+	if (ch_pool_submit(w->io_pool, &op->job) < 0) {
+		op_free(op);
+		ch_ws_close(w, c, CH_WS_CLOSE_TRY_AGAIN, "busy: join again");
+	}
+	return;
+oom:
+	op_free(op);
+	ch_ws_close(w, c, CH_WS_CLOSE_INTERNAL, "out of memory");
+}
+
+static void do_join(struct ch_worker *w, struct ch_conn *c, const cJSON *msg, const char *room,
+		    uint64_t since)
+{
+	struct ws_op *op = op_new(w, c, msg);
+	struct ch_payload_writer pw;
+
+	if (!op) {
+		ch_ws_close(w, c, CH_WS_CLOSE_INTERNAL, "out of memory");
+		return;
+	}
+	snprintf(op->room, sizeof(op->room), "%s", room);
+	op->since = since;
+	if (c->ws->n_subs >= CH_WS_MAX_JOINED && !sub_find(c->ws, room)) {
+		send_error(w, c, "limit_reached", "too many rooms joined", op->id, op->has_id);
+		op_free(op);
+		return;
+	}
+	if (ch_bus_begin(w->bus, &pw, 160) < 0) {
+		send_error(w, c, "unavailable", "the server is busy; retry", op->id, op->has_id);
+		op_free(op);
+		return;
+	}
+	ch_payload_put_str(&pw, c->ws->user);
+	ch_payload_put_str(&pw, room);
+	ch_payload_put_u32(&pw, (uint32_t)w->index);
+	ch_payload_put_u64(&pw, since);
+	ch_payload_put_u32(&pw, CH_WS_REPLAY_MAX);
+	if (ch_bus_send(w->bus, CH_REQ_JOIN, &pw, w, c, joined, op) < 0) {
+		send_error(w, c, "unavailable", "the server is busy; retry", op->id, op->has_id);
+		op_free(op);
+	}
+}
+
+static void acked(struct ch_worker *w, struct ch_conn *c, void *ctx, uint32_t status,
+		  struct ch_payload_reader *rd)
+{
+	struct ws_op *op = ctx;
+
+	if (c && c->state == CH_CONN_WS && !c->ws->closing) {
+		if (status != CH_BUS_OK) {
+			bus_failed(w, c, status, op);
+		} else {
+			uint64_t seq = ch_payload_get_u64(rd);
+			uint64_t ts = ch_payload_get_u64(rd);
+			struct ch_buf j;
+			ch_buf_init(&j);
+			ch_buf_puts(&j, "{\"type\":\"ack\"");
+			put_id(&j, op->id, op->has_id);
+			ch_buf_puts(&j, ",\"room\":");
+			ch_json_str(&j, op->room, strlen(op->room));
+			ch_buf_puts(&j, ",\"seq\":");
+			ch_buf_u64(&j, seq);
+			ch_buf_puts(&j, ",\"ts\":");
+			ch_buf_u64(&j, ts);
+			ch_buf_puts(&j, "}");
+			send_json(w, c, &j);
+			ch_buf_free(&j);
+		}
+	}
+	op_free(op);
+}
+
+static void do_send(struct ch_worker *w, struct ch_conn *c, const cJSON *msg)
+{
+	const cJSON *room = cJSON_GetObjectItemCaseSensitive(msg, "room");
+	const cJSON *content = cJSON_GetObjectItemCaseSensitive(msg, "content");
+	struct ws_op *op = op_new(w, c, msg);
+	struct ch_payload_writer pw;
+
+	if (!op) {
+		ch_ws_close(w, c, CH_WS_CLOSE_INTERNAL, "out of memory");
+		return;
+	}
+	if (!cJSON_IsString(room) || !cJSON_IsString(content)) {
+		send_error(w, c, "bad_request", "send needs room and content strings", op->id,
+			   op->has_id);
+		goto fail;
+	}
+	size_t cl = strlen(content->valuestring);
+	if (cl > w->cfg->max_message_bytes) {
+		send_error(w, c, "too_large", "the message is over max_message_bytes", op->id,
+			   op->has_id);
+		goto fail;
+	}
+	if (!ch_valid_room_id(room->valuestring, strlen(room->valuestring))) {
+		send_error(w, c, "no_such_room", "no such room", op->id, op->has_id);
+		goto fail;
+	}
+	snprintf(op->room, sizeof(op->room), "%s", room->valuestring);
+	if (ch_bus_begin(w->bus, &pw, (uint32_t)(cl + 512)) < 0) {
+		send_error(w, c, "unavailable", "the server is busy; retry", op->id, op->has_id);
+		goto fail;
+	}
+	ch_payload_put_str(&pw, c->ws->user);
+	ch_payload_put_str(&pw, op->room);
+	ch_payload_put_str(&pw, op->has_id ? op->id : "");
+	ch_payload_put_bytes(&pw, content->valuestring, cl);
+	if (ch_bus_send(w->bus, CH_REQ_SEND, &pw, w, c, acked, op) < 0) {
+		send_error(w, c, "unavailable", "the server is busy; retry", op->id, op->has_id);
+		goto fail;
+	}
+	return;
+fail:
+	op_free(op);
+}
+
+static void reply_simple(struct ch_worker *w, struct ch_conn *c, const char *type,
+			 const char *room, const cJSON *msg)
+{
+	const cJSON *id = cJSON_GetObjectItemCaseSensitive(msg, "id");
+	struct ch_buf j;
+	ch_buf_init(&j);
+	ch_buf_puts(&j, "{\"type\":");
+	ch_json_str(&j, type, strlen(type));
+	if (room) {
+		ch_buf_puts(&j, ",\"room\":");
+		ch_json_str(&j, room, strlen(room));
+	}
+	if (cJSON_IsString(id))
+		put_id(&j, id->valuestring, 1);
+	ch_buf_puts(&j, "}");
+	send_json(w, c, &j);
+	ch_buf_free(&j);
+}
+
+static void handle_text(struct ch_worker *w, struct ch_conn *c, const uint8_t *data, size_t len)
+{
+	cJSON *msg = cJSON_ParseWithLength((const char *)data, len);
+	const cJSON *type = cJSON_GetObjectItemCaseSensitive(msg, "type");
+	const cJSON *idv = cJSON_GetObjectItemCaseSensitive(msg, "id");
+	const char *id = cJSON_IsString(idv) ? idv->valuestring : "";
+	int has_id = cJSON_IsString(idv);
+
+	if (!cJSON_IsObject(msg) || !cJSON_IsString(type)) {
+		send_error(w, c, "bad_request", "a frame is a JSON object with a type", id, has_id);
+		goto out;
+	}
+	const char *t = type->valuestring;
+	if (strcmp(t, "ping") == 0) {
+		reply_simple(w, c, "pong", NULL, msg);
+	} else if (strcmp(t, "send") == 0) {
+		do_send(w, c, msg);
+	} else if (strcmp(t, "join") == 0 || strcmp(t, "leave") == 0) {
+		const cJSON *room = cJSON_GetObjectItemCaseSensitive(msg, "room");
+		const cJSON *since = cJSON_GetObjectItemCaseSensitive(msg, "since");
+		if (!cJSON_IsString(room) || !ch_valid_room_id(room->valuestring, strlen(room->valuestring))) {
+			send_error(w, c, "invalid_room", "room must be a valid room id", id, has_id);
+		} else if (t[0] == 'l') {
+			struct ch_sub *s = sub_find(c->ws, room->valuestring);
+			if (s)
+				sub_free(w, s);
+			reply_simple(w, c, "left", room->valuestring, msg);
+		} else if (since && !cJSON_IsNull(since) &&
+			   (!cJSON_IsNumber(since) || since->valuedouble < 0 ||
+			    since->valuedouble > 9007199254740991.0)) {
+			send_error(w, c, "bad_request", "since must be a seq (a number >= 0)", id, has_id);
+		} else {
+			uint64_t s = cJSON_IsNumber(since) ? (uint64_t)since->valuedouble : CH_SINCE_NONE;
+			do_join(w, c, msg, room->valuestring, s);
+		}
+	} else {
+		/* dm, status, users, who and info are not served by this
+		 * version yet: say so rather than pretend. */
+		send_error(w, c, "unsupported", "this frame type is not served yet", id, has_id);
+	}
+out:
+	cJSON_Delete(msg);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Transport                                                              */
+
+void ch_ws_input(struct ch_worker *w, struct ch_conn *c)
+{
+	struct ch_wsconn *ws = c->ws;
+
+	ws->ping_out = 0;
+	if (!ws->closing)
+		ch_worker_timer_set(w, c, CH_TIMER_WS);
+	while (c->state == CH_CONN_WS && c->in && c->in->off < c->in->len) {
+		struct ch_ws_event ev;
+		struct ch_inbuf *in = c->in;
+		size_t used = ch_ws_parse(&ws->parser, (uint8_t *)in->data + in->off,
+					  in->len - in->off, &ev);
+		in->off += used;
+		if (ev.type == CH_WS_EV_NONE) {
+			if (used == 0)
+				break;
+			continue;
+		}
+		if (ws->closing && ev.type != CH_WS_EV_CLOSE)
+			continue;	/* after our close, only its answer matters */
+		switch (ev.type) {
+		case CH_WS_EV_TEXT:
+			handle_text(w, c, ev.data, ev.len);
+			break;
+		case CH_WS_EV_BINARY:
+			ch_ws_close(w, c, CH_WS_CLOSE_UNSUPPORTED, "frames are JSON text");
+			break;
+		case CH_WS_EV_PING: {
+			uint8_t frame[CH_WS_MAX_CONTROL_FRAME];
+			size_t n = ch_ws_pong_frame(ev.data, ev.len, frame);
+			struct ch_outbuf *b = n ? ch_outbuf_new(n) : NULL;
+			if (b) {
+				memcpy(b->data, frame, n);
+				queue(w, c, b);
+			}
+			break;
+		}
+		case CH_WS_EV_PONG:
+			break;
+		case CH_WS_EV_CLOSE:
+			if (ws->closing) {
+				ch_conn_close(w, c);	/* our close, answered */
+				return;
+			}
+			ch_ws_close(w, c, ev.code == CH_WS_CLOSE_NO_STATUS ? CH_WS_CLOSE_NORMAL : ev.code, "");
+			break;
+		case CH_WS_EV_ERROR:
+			ch_debug("worker %d: websocket error from %s: %s", w->index, ws->user, ev.error);
+			ch_ws_close(w, c, ev.code, ev.error);
+			break;
+		default:
+			break;
+		}
+	}
+	if (c->state == CH_CONN_WS && c->in && c->in->off == c->in->len) {
+		free(c->in);
+		c->in = NULL;
+	}
+}
+
+void ch_ws_timer(struct ch_worker *w, struct ch_conn *c)
+{
+	struct ch_wsconn *ws = c->ws;
+
+	if (ws->ping_out) {
+		/* Nothing came back for a whole interval: the peer is gone. */
+		ch_conn_close(w, c);
+		return;
+	}
+	uint8_t frame[CH_WS_MAX_CONTROL_FRAME];
+	size_t n = ch_ws_ping_frame(NULL, 0, frame);
+	struct ch_outbuf *b = ch_outbuf_new(n);
+	if (b)
+		memcpy(b->data, frame, n);
+	queue(w, c, b);
+	ws->ping_out = 1;
+	if (c->state == CH_CONN_WS)
+		ch_worker_timer_set(w, c, CH_TIMER_WS);
+}
+
+void ch_ws_free(struct ch_worker *w, struct ch_conn *c)
+{
+	struct ch_wsconn *ws = c->ws;
+	if (!ws)
+		return;
+	while (ws->subs)
+		sub_free(w, ws->subs);
+	ch_ws_parser_free(&ws->parser);
+	free(ws);
+	c->ws = NULL;
+}
+
+/* The token from Authorization or, for browsers, ?token=. */
+static int ws_user(struct ch_worker *w, struct ch_req *r, char *user, size_t len)
+{
+	char token[CH_TOKEN_SIZE];
+	const struct ch_str *h = &r->http.authorization;
+	const struct ch_str *q = &r->http.query;
+	size_t n = 0;
+
+	if (h->p && h->len > 7 && strncasecmp(h->p, "Bearer ", 7) == 0 && h->len - 7 < sizeof(token)) {
+		n = h->len - 7;
+		memcpy(token, h->p + 7, n);
+	} else {
+		for (size_t i = 0; q->p && i < q->len;) {
+			size_t end = i;
+			while (end < q->len && q->p[end] != '&')
+				end++;
+			if (end - i > 6 && memcmp(q->p + i, "token=", 6) == 0 &&
+			    end - i - 6 < sizeof(token)) {
+				n = end - i - 6;
+				memcpy(token, q->p + i + 6, n);
+			}
+			i = end + 1;
+		}
+	}
+	token[n] = '\0';
+	return n && ch_api_token_user(w, token, user, len) == 0 ? 0 : -1;
+}
+
+void ch_ws_upgrade(struct ch_worker *w, struct ch_conn *c, struct ch_req *r, const char *path)
+{
+	const struct ch_str *ver = ch_http_header(&r->http, "Sec-WebSocket-Version");
+	const struct ch_str *key = ch_http_header(&r->http, "Sec-WebSocket-Key");
+	const struct ch_str *upg = ch_http_header(&r->http, "Upgrade");
+	const struct ch_str *con = ch_http_header(&r->http, "Connection");
+	struct ch_ws_upgrade u = {
+		.method = r->http.method_text.p, .method_len = r->http.method_text.len,
+		.http_minor = r->http.minor,
+		.upgrade = upg ? upg->p : NULL, .upgrade_len = upg ? upg->len : 0,
+		.connection = con ? con->p : NULL, .connection_len = con ? con->len : 0,
+		.version = ver ? ver->p : NULL, .version_len = ver ? ver->len : 0,
+		.key = key ? key->p : NULL, .key_len = key ? key->len : 0,
+	};
+	const char *reason;
+	const char *room = strncmp(path, "/ws/", 4) == 0 ? path + 4 : NULL;
+	char user[CH_USERNAME_MAX + 1];
+
+	int status = ch_ws_check_upgrade(&u, &reason);
+	if (status) {
+		ch_respond_error_hdr(w, c, status, "bad_handshake", reason,
+				     status == 426 ? CH_WS_VERSION_HEADER : NULL);
+		return;
+	}
+	if (ws_user(w, r, user, sizeof(user)) < 0) {
+		ch_respond_error_hdr(w, c, 401, "unauthorized", "a valid token is required",
+				     "WWW-Authenticate: Bearer\r\n");
+		return;
+	}
+	if (room && !ch_valid_room_id(room, strlen(room))) {
+		ch_respond_error(w, c, 404, "no_such_room", "no such room");
+		return;
+	}
+	char head[CH_WS_MAX_101];
+	int n = ch_ws_format_101(head, sizeof(head), key->p, key->len);
+	struct ch_wsconn *ws = calloc(1, sizeof(*ws));
+	struct ch_outbuf *b = n > 0 ? ch_outbuf_new((size_t)n) : NULL;
+	if (!ws || !b) {
+		free(ws);
+		if (b)
+			ch_outbuf_free(b);
+		ch_respond_error(w, c, 500, "internal", "out of memory");
+		return;
+	}
+	memcpy(b->data, head, (size_t)n);
+	ch_conn_queue(w, c, b);
+	CH_STAT_ADD(w->stats, requests, 1);
+	/* Frames may be up to six times a message's content (JSON escapes). */
+	size_t max = (size_t)w->cfg->max_message_bytes * 6 + 4096;
+	ch_ws_parser_init(&ws->parser, max);
+	snprintf(ws->user, sizeof(ws->user), "%s", user);
+	ch_http_conn_reset(c);
+	c->ws = ws;
+	c->state = CH_CONN_WS;
+	ch_worker_timer_set(w, c, CH_TIMER_WS);
+	if (room) {
+		/* /ws/{room}: joined at once, as a join with no since. */
+		cJSON *none = cJSON_CreateObject();
+		do_join(w, c, none, room, CH_SINCE_NONE);
+		cJSON_Delete(none);
+	}
+}
