@@ -29,11 +29,24 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 
+/* A token verified recently: keep-alive clients send the same one with
+ * every request, and checking it again (base64, JSON, HMAC) is most of
+ * what a small request costs. Only a verified token is cached, with its
+ * expiry; a different token in the slot is simply verified. */
+struct token_cache_entry {
+	uint64_t hash;
+	int64_t exp;
+	char user[CH_USERNAME_MAX + 1];
+	char token[CH_TOKEN_SIZE];
+};
+
 struct ch_api {
 	unsigned char key[CH_KEY_MIN_BYTES];
+	struct token_cache_entry tokens[CH_API_TOKEN_CACHE];
 	struct ch_limit per_ip;		/* register + login attempts */
 	struct ch_limit per_user;	/* failed logins */
 	const char *hash_prefix;
@@ -261,7 +274,29 @@ static int limited(struct ch_worker *w, struct ch_conn *c, const struct ch_limit
 
 int ch_api_token_user(struct ch_worker *w, const char *token, char *user, size_t len)
 {
-	return ch_token_verify(w->api->key, sizeof(w->api->key), token, now_s(), user, len);
+	uint64_t h = 0xcbf29ce484222325ull;
+	size_t n = strlen(token);
+	int64_t now = now_s();
+
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (unsigned char)token[i]) * 0x100000001b3ull;
+	struct token_cache_entry *e = &w->api->tokens[h % CH_API_TOKEN_CACHE];
+	if (e->hash == h && now < e->exp && strcmp(e->token, token) == 0) {
+		snprintf(user, len, "%s", e->user);
+		return CH_TOKEN_OK;
+	}
+	struct ch_token_claims claims;
+	int rc = ch_token_verify_claims(w->api->key, sizeof(w->api->key), token, now, &claims);
+	if (rc != CH_TOKEN_OK)
+		return rc;
+	snprintf(user, len, "%s", claims.sub);
+	if (n < sizeof(e->token)) {
+		e->hash = h;
+		e->exp = claims.exp;
+		snprintf(e->user, sizeof(e->user), "%s", claims.sub);
+		memcpy(e->token, token, n + 1);
+	}
+	return CH_TOKEN_OK;
 }
 
 const char *ch_api_auth(struct ch_worker *w, struct ch_conn *c, struct ch_req *r,
@@ -309,8 +344,24 @@ static int submit(struct ch_worker *w, struct ch_conn *c, struct api_op *op,
 /* ---------------------------------------------------------------------- */
 /* Register                                                               */
 
+/*
+ * Hashing threads run at a lower priority than the event loops: on a busy
+ * machine a storm of logins then slows logins, not every other request
+ * (a yescrypt hash is ~26 ms of CPU; the loop's work is microseconds).
+ */
+static void hashing_priority(void)
+{
+	static __thread int done;
+	if (!done) {
+		if (setpriority(PRIO_PROCESS, (id_t)gettid(), CH_API_HASH_NICE) < 0)
+			ch_warn("setpriority for a hashing thread: %s", strerror(errno));
+		done = 1;
+	}
+}
+
 static void job_hash(struct ch_job *job)
 {
+	hashing_priority();
 	struct api_op *op = CH_POOL_CONTAINER_OF(job, struct api_op, job);
 	const struct ch_api *a = op->w->api;
 	op->result = ch_password_hash(op->password, a->hash_prefix, a->hash_cost,
@@ -388,6 +439,7 @@ void ch_api_register(struct ch_worker *w, struct ch_conn *c, struct ch_req *r, c
 
 static void job_verify(struct ch_job *job)
 {
+	hashing_priority();
 	struct api_op *op = CH_POOL_CONTAINER_OF(job, struct api_op, job);
 	const struct ch_api *a = op->w->api;
 	struct crypt_data *cd = ch_pool_thread_crypt_data();

@@ -12,6 +12,8 @@
 
 #define CH_API_HISTORY_DEFAULT 50
 #define CH_API_HISTORY_MAX 500
+#define CH_API_TOKEN_CACHE 256		/* verified tokens remembered per worker */
+#define CH_API_HASH_NICE 10		/* hashing threads yield to the loops */
 
 /* Load the token key and set up the limits. */
 int ch_api_init(struct ch_worker *w);

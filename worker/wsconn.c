@@ -482,14 +482,16 @@ static void replay_done(struct ch_job *job)
 		if (b)
 			memcpy(b->data, op->frames.p + off, len);
 		off += len;
-		queue(w, c, b);
+		/* A replay (at most CH_WS_REPLAY_MAX frames) goes out whole,
+		 * past the slow-reader bound, which is for live traffic. */
+		ch_conn_queue(w, c, b);
 		CH_STAT_ADD(w->stats, messages_out, 1);
 	}
 	while (s->held_head && c->state == CH_CONN_WS) {
 		struct ch_outbuf *b = s->held_head;
 		s->held_head = b->next;
 		b->next = NULL;
-		queue(w, c, b);
+		ch_conn_queue(w, c, b);
 	}
 	s->held_head = s->held_tail = NULL;
 	s->held_bytes = 0;
@@ -786,8 +788,14 @@ void ch_ws_input(struct ch_worker *w, struct ch_conn *c)
 				break;
 			continue;
 		}
-		if (ws->closing && ev.type != CH_WS_EV_CLOSE)
-			continue;	/* after our close, only its answer matters */
+		if (ws->closing && ev.type != CH_WS_EV_CLOSE) {
+			/* After our close only its answer matters; a failed
+			 * parser repeats its error without consuming, so drop
+			 * what is left rather than loop on it. */
+			if (used == 0)
+				in->off = in->len;
+			continue;
+		}
 		switch (ev.type) {
 		case CH_WS_EV_TEXT:
 			handle_text(w, c, ev.data, ev.len);
