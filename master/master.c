@@ -478,9 +478,13 @@ int ch_master_run(struct ch_config *cfg, int repair)
 			sig_child = 0;
 			reap(&m);
 		}
-		if (sig_stop && !m.stopping) {
+		if (sig_stop) {
+			/* A second SIGTERM while stopping changes nothing, but must
+			 * be cleared, or the loop would never sleep in ppoll again
+			 * and SIGCHLD (unblocked only there) would never arrive. */
 			sig_stop = 0;
-			begin_stop(&m);
+			if (!m.stopping)
+				begin_stop(&m);
 		}
 		if (sig_reload) {
 			sig_reload = 0;
