@@ -899,7 +899,6 @@ int ch_journal_run(const struct ch_config *cfg, const struct ch_shm *shm, int re
 				goto out;
 			}
 		}
-		commit(&j);	/* replies to requests that wrote nothing */
 	}
 out:
 	if (status == 0) {

@@ -10,6 +10,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,38 +30,64 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-struct ch_logread *ch_logread_open(const char *dir)
+/* (Re)list the directory's segments. The open fd, if any, stays valid:
+ * its segment keeps its start, so open_idx is found again. */
+static int scan(struct ch_logread *lr)
 {
-	struct ch_logread *lr = calloc(1, sizeof(*lr));
-	DIR *d = opendir(dir);
+	DIR *d = opendir(lr->dir);
 	struct dirent *e;
+	uint64_t *starts = NULL;
+	size_t n = 0;
 
-	if (!lr || !d)
-		goto fail;
-	snprintf(lr->dir, sizeof(lr->dir), "%s", dir);
-	lr->fd = -1;
-	lr->open_idx = SIZE_MAX;
+	if (!d)
+		return -errno;
 	while ((e = readdir(d)) != NULL) {
 		uint64_t start;
 		if (ch_log_segment_parse(e->d_name, &start) < 0)
 			continue;
-		if (lr->n == CH_LOGREAD_MAX_SEGMENTS)
+		if (n == CH_LOGREAD_MAX_SEGMENTS)
 			break;
-		uint64_t *grown = realloc(lr->starts, (lr->n + 1) * sizeof(*grown));
-		if (!grown)
-			goto fail;
-		lr->starts = grown;
-		lr->starts[lr->n++] = start;
+		uint64_t *grown = realloc(starts, (n + 1) * sizeof(*grown));
+		if (!grown) {
+			free(starts);
+			closedir(d);
+			return -ENOMEM;
+		}
+		starts = grown;
+		starts[n++] = start;
 	}
 	closedir(d);
-	if (lr->n)
-		qsort(lr->starts, lr->n, sizeof(*lr->starts), cmp_u64);
+	if (n)
+		qsort(starts, n, sizeof(*starts), cmp_u64);
+	uint64_t open_start = lr->open_idx < lr->n ? lr->starts[lr->open_idx] : UINT64_MAX;
+	free(lr->starts);
+	lr->starts = starts;
+	lr->n = n;
+	lr->open_idx = SIZE_MAX;
+	for (size_t i = 0; i < n; i++)
+		if (starts[i] == open_start)
+			lr->open_idx = i;
+	if (lr->open_idx == SIZE_MAX && lr->fd >= 0) {
+		close(lr->fd);
+		lr->fd = -1;
+	}
+	return 0;
+}
+
+struct ch_logread *ch_logread_open(const char *dir)
+{
+	struct ch_logread *lr = calloc(1, sizeof(*lr));
+
+	if (!lr)
+		return NULL;
+	snprintf(lr->dir, sizeof(lr->dir), "%s", dir);
+	lr->fd = -1;
+	lr->open_idx = SIZE_MAX;
+	if (scan(lr) < 0) {
+		ch_logread_close(lr);
+		return NULL;
+	}
 	return lr;
-fail:
-	if (d)
-		closedir(d);
-	ch_logread_close(lr);
-	return NULL;
 }
 
 void ch_logread_close(struct ch_logread *lr)
@@ -103,8 +130,8 @@ static int segment_fd(struct ch_logread *lr, uint64_t pos, uint64_t *start)
 	return fd;
 }
 
-int ch_logread_at(struct ch_logread *lr, uint64_t pos, void *buf, size_t cap,
-		  struct ch_record *rec)
+static int read_at(struct ch_logread *lr, uint64_t pos, void *buf, size_t cap,
+		   struct ch_record *rec)
 {
 	uint64_t start;
 	int fd = segment_fd(lr, pos, &start);
@@ -115,6 +142,8 @@ int ch_logread_at(struct ch_logread *lr, uint64_t pos, void *buf, size_t cap,
 	ssize_t n = pread(fd, buf, CH_RECORD_HDR_SIZE, (off_t)(pos - start));
 	if (n < 0)
 		return -errno;
+	if (n == 0)
+		return -ENOENT;	/* at or past the end of the segment holding pos */
 	/* Decoding just the header says how long the whole record is (a
 	 * record is longer than its header: it is padded to 8 bytes). */
 	struct ch_record hdr;
@@ -129,4 +158,40 @@ int ch_logread_at(struct ch_logread *lr, uint64_t pos, void *buf, size_t cap,
 	if ((size_t)n != hdr.len || ch_record_decode(buf, hdr.len, pos, rec) != CH_REC_OK)
 		return -EBADMSG;
 	return 0;
+}
+
+int ch_logread_at(struct ch_logread *lr, uint64_t pos, void *buf, size_t cap,
+		  struct ch_record *rec)
+{
+	int rc = read_at(lr, pos, buf, cap, rec);
+	/* A reader kept across requests may not know a segment rolled since
+	 * it listed them: list again once before calling anything missing. */
+	if ((rc == -EBADMSG || rc == -ENOENT) && scan(lr) == 0)
+		rc = read_at(lr, pos, buf, cap, rec);
+	return rc;
+}
+
+static pthread_key_t thread_key;
+static pthread_once_t thread_once = PTHREAD_ONCE_INIT;
+
+static void thread_close(void *lr)
+{
+	ch_logread_close(lr);
+}
+
+static void thread_key_make(void)
+{
+	pthread_key_create(&thread_key, thread_close);
+}
+
+struct ch_logread *ch_logread_thread(const char *dir)
+{
+	pthread_once(&thread_once, thread_key_make);
+	struct ch_logread *lr = pthread_getspecific(thread_key);
+	if (lr && strcmp(lr->dir, dir) == 0)
+		return lr;
+	ch_logread_close(lr);
+	lr = ch_logread_open(dir);
+	pthread_setspecific(thread_key, lr);
+	return lr;
 }

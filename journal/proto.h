@@ -66,6 +66,4 @@ enum ch_bus_status {
 	CH_BUS_UNAVAILABLE = 9,		/* the journal cannot store: 503 */
 };
 
-#define CH_REQ_ID_SEQ_MASK 0xffffffffull
-
 #endif

@@ -245,28 +245,35 @@ const struct ch_dedupe_entry *ch_state_dedupe_find(const struct ch_state *s, uin
 /* ---------------------------------------------------------------------- */
 /* Applying records                                                       */
 
-static int add_user(struct ch_state *s, const struct ch_record *rec)
+/* The payload of USER_CREATED and PASSWORD_CHANGED: str name, str hash. */
+static int read_name_hash(const struct ch_record *rec, char name[CH_NAME_MAX + 1],
+			  const uint8_t **hash, size_t *hash_len)
 {
 	struct ch_payload_reader r;
-	char name[CH_NAME_MAX + 1];
-	size_t hash_len;
 
 	ch_payload_reader_init(&r, rec->payload, rec->payload_len);
-	ch_payload_get_str(&r, name, sizeof(name));
-	const uint8_t *hash = ch_payload_get_bytes(&r, &hash_len);
-	if (ch_payload_reader_finish(&r) < 0 || ch_state_user(s, name))
+	ch_payload_get_str(&r, name, CH_NAME_MAX + 1);
+	*hash = ch_payload_get_bytes(&r, hash_len);
+	return ch_payload_reader_finish(&r);
+}
+
+static int add_user(struct ch_state *s, const struct ch_record *rec)
+{
+	char name[CH_NAME_MAX + 1];
+	const uint8_t *hash;
+	size_t hash_len;
+
+	if (read_name_hash(rec, name, &hash, &hash_len) < 0 || ch_state_user(s, name))
 		return -EINVAL;
 	if ((s->n_users + 1) * 2 > s->index_cap && index_grow(s) < 0)
 		return -ENOMEM;
 	if (grow_ptrs((void ***)&s->users, &s->cap_users, s->n_users + 1) < 0)
 		return -ENOMEM;
 	struct ch_user *u = calloc(1, sizeof(*u));
-	if (!u || !(u->hash = malloc(hash_len + 1))) {
+	if (!u || !(u->hash = strndup((const char *)hash, hash_len))) {
 		free(u);
 		return -ENOMEM;
 	}
-	memcpy(u->hash, hash, hash_len);
-	u->hash[hash_len] = '\0';
 	snprintf(u->name, sizeof(u->name), "%s", name);
 	u->id = ++s->n_users;
 	u->created_ms = rec->ts_ms;
@@ -277,21 +284,18 @@ static int add_user(struct ch_state *s, const struct ch_record *rec)
 
 static int set_password(struct ch_state *s, const struct ch_record *rec)
 {
-	struct ch_payload_reader r;
 	char name[CH_NAME_MAX + 1];
+	const uint8_t *hash;
 	size_t hash_len;
 
-	ch_payload_reader_init(&r, rec->payload, rec->payload_len);
-	ch_payload_get_str(&r, name, sizeof(name));
-	const uint8_t *hash = ch_payload_get_bytes(&r, &hash_len);
-	struct ch_user *u = ch_state_user(s, name);
-	if (ch_payload_reader_finish(&r) < 0 || !u)
+	if (read_name_hash(rec, name, &hash, &hash_len) < 0)
 		return -EINVAL;
-	char *copy = malloc(hash_len + 1);
+	struct ch_user *u = ch_state_user(s, name);
+	if (!u)
+		return -EINVAL;
+	char *copy = strndup((const char *)hash, hash_len);
 	if (!copy)
 		return -ENOMEM;
-	memcpy(copy, hash, hash_len);
-	copy[hash_len] = '\0';
 	free(u->hash);
 	u->hash = copy;
 	return 0;

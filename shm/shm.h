@@ -77,7 +77,7 @@ enum ch_shm_limit_table {
 	X(journal_fsyncs, counter, "fdatasync calls on the log") \
 	X(journal_fsync_us, counter, "Microseconds spent in fdatasync") \
 	X(journal_log_end, gauge, "Log position after the last record") \
-	X(requests_failed, counter, "Bus requests answered with an error")
+	X(requests_failed, counter, "Requests to the journal answered with an error or timed out")
 
 struct ch_stats {
 #define CH_STATS_MEMBER(name, kind, help) _Atomic uint64_t name;

@@ -245,6 +245,19 @@ static const char *json_string(const cJSON *obj, const char *name, size_t *len)
 	return v->valuestring;
 }
 
+/* The body of register and login: {"username": ..., "password": ...}.
+ * Either may come back NULL (absent or not a string); the caller says why. */
+static cJSON *read_credentials(struct ch_worker *w, struct ch_conn *c, struct ch_req *r,
+			       const char **user, size_t *ul, const char **pass, size_t *pl)
+{
+	cJSON *root = parse_object(w, c, r);
+	if (root) {
+		*user = json_string(root, "username", ul);
+		*pass = json_string(root, "password", pl);
+	}
+	return root;
+}
+
 static void peer_address(const struct ch_conn *c, char *out, size_t len)
 {
 	struct sockaddr_storage ss;
@@ -299,26 +312,36 @@ int ch_api_token_user(struct ch_worker *w, const char *token, char *user, size_t
 	return CH_TOKEN_OK;
 }
 
+int ch_api_request_user(struct ch_worker *w, const struct ch_req *r, int allow_query,
+			char *user, size_t len)
+{
+	static const char bearer[] = "Bearer ";
+	const size_t bl = sizeof(bearer) - 1;
+	const struct ch_str *h = &r->http.authorization;
+	struct ch_str t = { NULL, 0 };
+	char token[CH_TOKEN_SIZE];
+
+	if (h->p && h->len > bl && strncasecmp(h->p, bearer, bl) == 0) {
+		t.p = h->p + bl;
+		t.len = h->len - bl;
+	} else if (!allow_query || !ch_http_query_param(r->http.query, "token", &t)) {
+		return CH_TOKEN_MALFORMED;
+	}
+	if (t.len == 0 || t.len >= sizeof(token))
+		return t.len ? CH_TOKEN_TOO_LONG : CH_TOKEN_MALFORMED;
+	memcpy(token, t.p, t.len);
+	token[t.len] = '\0';
+	return ch_api_token_user(w, token, user, len);
+}
+
 const char *ch_api_auth(struct ch_worker *w, struct ch_conn *c, struct ch_req *r,
 			char *user, size_t len)
 {
-	const struct ch_str *h = &r->http.authorization;
-	char token[CH_TOKEN_SIZE];
-	static const char bearer[] = "Bearer ";
-
-	if (!h->p || h->len <= sizeof(bearer) - 1 ||
-	    strncasecmp(h->p, bearer, sizeof(bearer) - 1) != 0 ||
-	    h->len - (sizeof(bearer) - 1) >= sizeof(token)) {
-		ch_respond_error_hdr(w, c, 401, "unauthorized", "a valid token is required",
-				     "WWW-Authenticate: Bearer\r\n");
-		return NULL;
-	}
-	size_t n = h->len - (sizeof(bearer) - 1);
-	memcpy(token, h->p + sizeof(bearer) - 1, n);
-	token[n] = '\0';
-	int rc = ch_api_token_user(w, token, user, len);
+	int rc = ch_api_request_user(w, r, 0, user, len);
 	if (rc != CH_TOKEN_OK) {
-		ch_respond_error_hdr(w, c, 401, "unauthorized", ch_token_strerror(rc),
+		ch_respond_error_hdr(w, c, 401, "unauthorized",
+				     rc == CH_TOKEN_MALFORMED ? "a valid token is required"
+							      : ch_token_strerror(rc),
 				     "WWW-Authenticate: Bearer error=\"invalid_token\"\r\n");
 		return NULL;
 	}
@@ -408,11 +431,10 @@ void ch_api_register(struct ch_worker *w, struct ch_conn *c, struct ch_req *r, c
 	size_t ul, pl;
 	(void)path;
 
-	cJSON *root = parse_object(w, c, r);
+	const char *user, *pass;
+	cJSON *root = read_credentials(w, c, r, &user, &ul, &pass, &pl);
 	if (!root)
 		return;
-	const char *user = json_string(root, "username", &ul);
-	const char *pass = json_string(root, "password", &pl);
 	if (!user || !ch_valid_username(user, ul)) {
 		ch_respond_error(w, c, 400, "invalid_username",
 				 "a username is 1 to 32 of a-z 0-9 _ . -");
@@ -538,11 +560,10 @@ void ch_api_login(struct ch_worker *w, struct ch_conn *c, struct ch_req *r, cons
 	size_t ul, pl;
 	(void)path;
 
-	cJSON *root = parse_object(w, c, r);
+	const char *user, *pass;
+	cJSON *root = read_credentials(w, c, r, &user, &ul, &pass, &pl);
 	if (!root)
 		return;
-	const char *user = json_string(root, "username", &ul);
-	const char *pass = json_string(root, "password", &pl);
 	peer_address(c, ip, sizeof(ip));
 	if (limited(w, c, &w->api->per_ip, ip)) {
 		cJSON_Delete(root);
@@ -768,7 +789,7 @@ void ch_api_send(struct ch_worker *w, struct ch_conn *c, struct ch_req *r, const
 static void job_history(struct ch_job *job)
 {
 	struct api_op *op = CH_POOL_CONTAINER_OF(job, struct api_op, job);
-	struct ch_logread *lr = ch_logread_open(op->w->api->log_dir);
+	struct ch_logread *lr = ch_logread_thread(op->w->api->log_dir);
 	void *buf = malloc(CH_RECORD_MAX);
 
 	op->result = -1;
@@ -803,7 +824,6 @@ out:
 	if (op->result < 0)
 		ch_err("history: reading %u records from %s failed", op->n_pos, op->w->api->log_dir);
 	free(buf);
-	ch_logread_close(lr);
 }
 
 static void history_positions(struct ch_worker *w, struct ch_conn *c, void *ctx,
@@ -841,28 +861,22 @@ static void history_positions(struct ch_worker *w, struct ch_conn *c, void *ctx,
 static int query_number(const struct ch_str *q, const char *name, uint64_t def, uint64_t min,
 			uint64_t max, uint64_t *out)
 {
-	size_t nl = strlen(name);
+	struct ch_str v;
+	uint64_t n = 0;
+
 	*out = def;
-	for (size_t i = 0; q->p && i < q->len;) {
-		size_t end = i;
-		while (end < q->len && q->p[end] != '&')
-			end++;
-		if (end - i > nl && memcmp(q->p + i, name, nl) == 0 && q->p[i + nl] == '=') {
-			uint64_t v = 0;
-			size_t k = i + nl + 1;
-			if (k == end || end - k > 18)
-				return -1;
-			for (; k < end; k++) {
-				if (q->p[k] < '0' || q->p[k] > '9')
-					return -1;
-				v = v * 10 + (uint64_t)(q->p[k] - '0');
-			}
-			if (v < min || v > max)
-				return -1;
-			*out = v;
-		}
-		i = end + 1;
+	if (!ch_http_query_param(*q, name, &v))
+		return 0;
+	if (v.len == 0 || v.len > 18)
+		return -1;
+	for (size_t k = 0; k < v.len; k++) {
+		if (v.p[k] < '0' || v.p[k] > '9')
+			return -1;
+		n = n * 10 + (uint64_t)(v.p[k] - '0');
 	}
+	if (n < min || n > max)
+		return -1;
+	*out = n;
 	return 0;
 }
 

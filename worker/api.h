@@ -27,6 +27,12 @@ void ch_api_pool_done(struct ch_worker *w);
 /* The user a token names: CH_TOKEN_OK (0) or why not (common/auth.h). */
 int ch_api_token_user(struct ch_worker *w, const char *token, char *user, size_t len);
 
+/* The user a request's token names: from "Authorization: Bearer", or, when
+ * allow_query (WebSocket upgrades: browsers cannot set the header), from
+ * ?token=. CH_TOKEN_OK (0) or why not. */
+int ch_api_request_user(struct ch_worker *w, const struct ch_req *r, int allow_query,
+			char *user, size_t len);
+
 /* The user a request's token names, or NULL after answering 401. */
 const char *ch_api_auth(struct ch_worker *w, struct ch_conn *c, struct ch_req *r,
 			char *user, size_t len);

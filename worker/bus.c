@@ -120,6 +120,8 @@ static void complete(struct ch_bus *bus, struct ch_worker *w, struct ch_bus_pend
 	ch_bus_fn fn = p->fn;
 	void *ctx = p->ctx;
 	p->req_id = 0;
+	if (status != CH_BUS_OK)
+		CH_STAT_ADD(w->stats, requests_failed, 1);
 	/* Advance past answered requests so the table's tail is the oldest. */
 	while (bus->oldest_seq != bus->next_seq &&
 	       !bus->pending[bus->oldest_seq % CH_BUS_PENDING].req_id)

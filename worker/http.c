@@ -881,3 +881,22 @@ int ch_http_format_head(char *out, size_t outlen, int status,
 	out[w.len] = '\0';
 	return (int)w.len;
 }
+
+int ch_http_query_param(struct ch_str query, const char *name, struct ch_str *value)
+{
+	size_t nl = strlen(name);
+	int found = 0;
+
+	for (size_t i = 0; query.p && i < query.len;) {
+		size_t end = i;
+		while (end < query.len && query.p[end] != '&')
+			end++;
+		if (end - i > nl && memcmp(query.p + i, name, nl) == 0 && query.p[i + nl] == '=') {
+			value->p = query.p + i + nl + 1;
+			value->len = end - i - nl - 1;
+			found = 1;
+		}
+		i = end + 1;
+	}
+	return found;
+}

@@ -97,6 +97,13 @@ struct ch_http_req {
 int ch_http_parse_head(const char *buf, size_t len, size_t *scanned,
 		       struct ch_http_req *req);
 
+/*
+ * A query parameter's raw value (not percent-decoded) from a query string
+ * ("a=1&b=2"): 1 and *value set when name= is there (the last one wins), 0
+ * when it is not.
+ */
+int ch_http_query_param(struct ch_str query, const char *name, struct ch_str *value);
+
 /* Case-insensitive header lookup; NULL when absent. */
 const struct ch_str *ch_http_header(const struct ch_http_req *req, const char *name);
 

@@ -164,35 +164,37 @@ static void request_done(struct ch_worker *w, struct ch_conn *c)
 		ch_worker_timer_set(w, c, CH_TIMER_IDLE);
 }
 
+/*
+ * Queue a response: the head and a copied body share one chunk (one
+ * allocation, one plain send), a body someone else keeps (ref) follows as
+ * a chunk of its own.
+ */
 static void respond_common(struct ch_worker *w, struct ch_conn *c, int status,
-			   const char *content_type, size_t body_len,
-			   const char *extra_headers, struct ch_outbuf *body)
+			   const char *content_type, const char *copy, size_t body_len,
+			   const char *extra_headers, struct ch_outbuf *ref)
 {
 	struct ch_req *r = c->req;
 	int is_head = r && r->http.method == CH_HTTP_HEAD;
 	int keep = r && r->http.keep_alive && !w->stopping &&
 		   !(c->flags & (CH_CONN_PEER_EOF | CH_CONN_CLOSE_AFTER));
 	char extra[CH_RESPONSE_HEAD_MAX];
+	char head[CH_RESPONSE_HEAD_MAX + 256];
 
 	snprintf(extra, sizeof(extra), "%sServer: chatd\r\n%s", w->date,
 		 extra_headers ? extra_headers : "");
-	struct ch_outbuf *head = ch_outbuf_new(CH_RESPONSE_HEAD_MAX + 256);
-	if (!head) {
-		if (body)
-			ch_outbuf_free(body);
+	int n = ch_http_format_head(head, sizeof(head), status, content_type, body_len, keep,
+				    extra);
+	size_t inline_len = copy && !is_head ? body_len : 0;
+	struct ch_outbuf *out = n < 0 ? NULL : ch_outbuf_new((size_t)n + inline_len);
+	if (!out) {
+		if (ref)
+			ch_outbuf_free(ref);
 		ch_conn_close(w, c);
 		return;
 	}
-	int n = ch_http_format_head(head->data, CH_RESPONSE_HEAD_MAX + 256, status,
-				    content_type, body_len, keep, extra);
-	if (n < 0) {
-		ch_outbuf_free(head);
-		if (body)
-			ch_outbuf_free(body);
-		ch_conn_close(w, c);
-		return;
-	}
-	head->len = (uint32_t)n;
+	memcpy(out->data, head, (size_t)n);
+	if (inline_len)
+		memcpy(out->data + n, copy, inline_len);
 	CH_STAT_ADD(w->stats, requests, 1);
 	if (status >= 500)
 		CH_STAT_ADD(w->stats, responses_5xx, 1);
@@ -208,11 +210,11 @@ static void respond_common(struct ch_worker *w, struct ch_conn *c, int status,
 		if (!keep)
 			r->http.keep_alive = 0;
 	}
-	ch_conn_queue(w, c, head);
-	if (body && !is_head && c->state != CH_CONN_FREE && c->state != CH_CONN_CLOSING)
-		ch_conn_queue(w, c, body);
-	else if (body)
-		ch_outbuf_free(body);
+	ch_conn_queue(w, c, out);
+	if (ref && !is_head && c->state != CH_CONN_FREE && c->state != CH_CONN_CLOSING)
+		ch_conn_queue(w, c, ref);
+	else if (ref)
+		ch_outbuf_free(ref);
 	if (c->state != CH_CONN_FREE && c->state != CH_CONN_CLOSING)
 		request_done(w, c);
 }
@@ -221,17 +223,7 @@ void ch_respond(struct ch_worker *w, struct ch_conn *c, int status,
 		const char *content_type, const char *body, size_t body_len,
 		const char *extra_headers)
 {
-	struct ch_outbuf *b = NULL;
-
-	if (body_len) {
-		b = ch_outbuf_new(body_len);
-		if (!b) {
-			ch_conn_close(w, c);
-			return;
-		}
-		memcpy(b->data, body, body_len);
-	}
-	respond_common(w, c, status, content_type, body_len, extra_headers, b);
+	respond_common(w, c, status, content_type, body, body_len, extra_headers, NULL);
 }
 
 void ch_respond_ref(struct ch_worker *w, struct ch_conn *c, int status,
@@ -247,7 +239,7 @@ void ch_respond_ref(struct ch_worker *w, struct ch_conn *c, int status,
 			return;
 		}
 	}
-	respond_common(w, c, status, content_type, body_len, extra_headers, b);
+	respond_common(w, c, status, content_type, NULL, body_len, extra_headers, b);
 }
 
 void ch_respond_error(struct ch_worker *w, struct ch_conn *c, int status,

@@ -346,13 +346,19 @@ void ch_conn_close_after(struct ch_worker *w, struct ch_conn *c)
 
 static void refuse(int fd)
 {
-	static const char busy[] =
-		"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-		"Content-Length: 82\r\nConnection: close\r\n\r\n"
-		"{\"error\":{\"code\":\"too_many_connections\",\"message\":\"server is at its limit\"}}\n";
+	static const char body[] =
+		"{\"error\":{\"code\":\"too_many_connections\",\"message\":\"server is at its limit\"}}";
+	static char busy[256];
+	static int len;
+
+	if (!len)
+		len = snprintf(busy, sizeof(busy),
+			       "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+			       "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+			       sizeof(body) - 1, body);
 	/* Best effort and non-blocking: the socket buffer of a new
 	 * connection is empty, so this fits or the client is gone. */
-	ssize_t n = send(fd, busy, sizeof(busy) - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+	ssize_t n = send(fd, busy, (size_t)len, MSG_DONTWAIT | MSG_NOSIGNAL);
 	(void)n;
 	close(fd);
 }
@@ -884,6 +890,7 @@ int ch_worker_run(const struct ch_config *cfg, int index, const int *listen_fds,
 		}
 		if (worker_stop && !w.stopping)
 			begin_stop(&w);
+		ch_ws_sweep(&w);
 		flush(&w);
 		ch_bus_flush(w.bus);
 		ch_worker_access_log_flush(&w);

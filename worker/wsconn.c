@@ -64,6 +64,7 @@ struct ch_wsconn {
 
 struct ch_wsrooms {
 	struct ch_wroom *head;
+	int empty;		/* some room has no member left: sweep it */
 	char *buf;		/* one ring entry, copied out */
 	uint32_t cap;
 };
@@ -237,13 +238,25 @@ static void sub_free(struct ch_worker *w, struct ch_sub *s)
 		ch_payload_put_u32(&pw, (uint32_t)w->index);
 		ch_bus_send(w->bus, CH_REQ_UNWATCH, &pw, w, NULL, unwatched, NULL);
 	}
-	for (struct ch_wroom **p = &w->rooms->head; *p; p = &(*p)->next) {
-		if (*p == r) {
-			*p = r->next;
-			break;
+	/* The struct itself goes in ch_ws_sweep, at the end of the turn: a
+	 * member may leave while its room's members are being walked. */
+	w->rooms->empty = 1;
+}
+
+void ch_ws_sweep(struct ch_worker *w)
+{
+	if (!w->rooms->empty)
+		return;
+	for (struct ch_wroom **p = &w->rooms->head; *p;) {
+		struct ch_wroom *r = *p;
+		if (r->subs) {
+			p = &r->next;
+			continue;
 		}
+		*p = r->next;
+		free(r);
 	}
-	free(r);
+	w->rooms->empty = 0;
 }
 
 /* Give s the message with this seq (or skip it if s has it). */
@@ -328,7 +341,19 @@ void ch_ws_deliver(struct ch_worker *w)
 	while (r) {
 		struct ch_wroom *next = r->next;
 		struct ch_mring *ring = ch_shm_ring(w->shm, r->ring);
-		for (;;) {
+		/* The journal never gives away a ring a worker watches; if it
+		 * did (a bug), its entries are another room's: never send them. */
+		uint32_t owner = atomic_load_explicit(&ch_shm_room(w->shm, r->ring)->room_id,
+						      memory_order_acquire);
+		if (owner != r->room_id && r->subs) {
+			ch_err("worker %d: ring %u of room '%s' now carries room %u; closing its "
+			       "members with 1013", w->index, r->ring, r->name, owner);
+			for (struct ch_sub *s = r->subs, *nx; s; s = nx) {
+				nx = s->room_next;
+				ch_ws_close(w, s->conn, CH_WS_CLOSE_TRY_AGAIN, "missed messages: join with since");
+			}
+		}
+		for (; owner == r->room_id && r->subs;) {
 			uint32_t len;
 			uint64_t tag;
 			enum ch_mring_status st = ch_mring_read(ring, &r->cursor, rs->buf, rs->cap,
@@ -344,8 +369,10 @@ void ch_ws_deliver(struct ch_worker *w)
 				memcpy(f->data, rs->buf, len);
 				if (tag > r->last_seen)
 					r->last_seen = tag;
-				for (struct ch_sub *s = r->subs; s; s = s->room_next)
+				for (struct ch_sub *s = r->subs, *nx; s; s = nx) {
+					nx = s->room_next;	/* s may leave on delivery */
 					sub_deliver(w, s, tag, f);
+				}
 				frame_unref(f);
 				continue;
 			}
@@ -353,8 +380,10 @@ void ch_ws_deliver(struct ch_worker *w)
 			 * last read. Members resume from history by themselves. */
 			ch_warn("worker %d: fell behind room '%s' (ring %u): closing its members "
 				"with 1013", w->index, r->name, r->ring);
-			for (struct ch_sub *s = r->subs; s; s = s->room_next)
+			for (struct ch_sub *s = r->subs, *nx; s; s = nx) {
+				nx = s->room_next;
 				ch_ws_close(w, s->conn, CH_WS_CLOSE_TRY_AGAIN, "missed messages: join with since");
+			}
 			if (ch_mring_resync(ring, &r->cursor) == CH_MRING_RESET)
 				r->cursor = ch_mring_oldest(ring);
 			break;
@@ -423,7 +452,7 @@ static void job_replay(struct ch_job *job)
 	struct ws_op *op = CH_POOL_CONTAINER_OF(job, struct ws_op, job);
 	char dir[CH_PATH_MAX + 16];
 	snprintf(dir, sizeof(dir), "%s/journal", op->w->cfg->data_dir);
-	struct ch_logread *lr = ch_logread_open(dir);
+	struct ch_logread *lr = ch_logread_thread(dir);
 	void *buf = malloc(CH_RECORD_MAX);
 
 	op->failed = 1;
@@ -450,7 +479,6 @@ static void job_replay(struct ch_job *job)
 	op->failed = 0;
 out:
 	free(buf);
-	ch_logread_close(lr);
 }
 
 static void replay_done(struct ch_job *job)
@@ -529,6 +557,14 @@ static void joined(struct ch_worker *w, struct ch_conn *c, void *ctx, uint32_t s
 	struct ch_sub *s = sub_find(c->ws, op->room);
 	if (!s) {
 		struct ch_wroom *r = room_find(w, op->room);
+		if (r && !r->subs && r->ring != ring) {
+			/* Left and joined again within a turn, and the journal
+			 * gave the room another ring meanwhile. */
+			r->ring = ring;
+			r->room_id = room_id;
+			r->cursor = ch_mring_oldest(ch_shm_ring(w->shm, ring));
+			r->last_seen = 0;
+		}
 		if (!r) {
 			r = calloc(1, sizeof(*r));
 			if (!r)
@@ -575,6 +611,10 @@ static void joined(struct ch_worker *w, struct ch_conn *c, void *ctx, uint32_t s
 		send_json(w, c, &j);
 		ch_buf_free(&j);
 	}
+	/* With a replay to read, live frames wait behind it, including those
+	 * caught up below. */
+	if (n)
+		s->replaying = 1;
 	/* Frames the ring gave this worker before we learnt of the join. */
 	if (s->room->last_seen > last && sub_catch_up(w, s, s->room->last_seen) < 0) {
 		op_free(op);
@@ -585,7 +625,6 @@ static void joined(struct ch_worker *w, struct ch_conn *c, void *ctx, uint32_t s
 		op_free(op);
 		return;
 	}
-	s->replaying = 1;
 	op->job.fn = job_replay;
 	op->job.done = replay_done;
 	if (ch_pool_submit(w->io_pool, &op->job) < 0) {
@@ -868,34 +907,6 @@ void ch_ws_free(struct ch_worker *w, struct ch_conn *c)
 	c->ws = NULL;
 }
 
-/* The token from Authorization or, for browsers, ?token=. */
-static int ws_user(struct ch_worker *w, struct ch_req *r, char *user, size_t len)
-{
-	char token[CH_TOKEN_SIZE];
-	const struct ch_str *h = &r->http.authorization;
-	const struct ch_str *q = &r->http.query;
-	size_t n = 0;
-
-	if (h->p && h->len > 7 && strncasecmp(h->p, "Bearer ", 7) == 0 && h->len - 7 < sizeof(token)) {
-		n = h->len - 7;
-		memcpy(token, h->p + 7, n);
-	} else {
-		for (size_t i = 0; q->p && i < q->len;) {
-			size_t end = i;
-			while (end < q->len && q->p[end] != '&')
-				end++;
-			if (end - i > 6 && memcmp(q->p + i, "token=", 6) == 0 &&
-			    end - i - 6 < sizeof(token)) {
-				n = end - i - 6;
-				memcpy(token, q->p + i + 6, n);
-			}
-			i = end + 1;
-		}
-	}
-	token[n] = '\0';
-	return n && ch_api_token_user(w, token, user, len) == 0 ? 0 : -1;
-}
-
 void ch_ws_upgrade(struct ch_worker *w, struct ch_conn *c, struct ch_req *r, const char *path)
 {
 	const struct ch_str *ver = ch_http_header(&r->http, "Sec-WebSocket-Version");
@@ -920,7 +931,7 @@ void ch_ws_upgrade(struct ch_worker *w, struct ch_conn *c, struct ch_req *r, con
 				     status == 426 ? CH_WS_VERSION_HEADER : NULL);
 		return;
 	}
-	if (ws_user(w, r, user, sizeof(user)) < 0) {
+	if (ch_api_request_user(w, r, 1, user, sizeof(user)) != CH_TOKEN_OK) {
 		ch_respond_error_hdr(w, c, 401, "unauthorized", "a valid token is required",
 				     "WWW-Authenticate: Bearer\r\n");
 		return;

@@ -44,6 +44,9 @@ void ch_ws_free(struct ch_worker *w, struct ch_conn *c);
 /* The journal woke us: copy new ring entries out to the members. */
 void ch_ws_deliver(struct ch_worker *w);
 
+/* End of a loop turn: free rooms whose last member left. */
+void ch_ws_sweep(struct ch_worker *w);
+
 /* The worker's rooms (called once at start). */
 int ch_ws_init(struct ch_worker *w);
 

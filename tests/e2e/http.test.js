@@ -174,14 +174,22 @@ describe('http', () => {
 
   it('refuses the newest connections past max_connections', async () => {
     const socks = [];
-    let refused = 0;
+    const got = [];
     for (let i = 0; i < 500; i++) {
       const s = net.connect(srv.port, '127.0.0.1');
-      s.on('data', (d) => { if (/503/.test(d.toString())) refused++; });
+      got[i] = '';
+      s.on('data', (d) => { got[i] += d.toString('latin1'); });
       s.on('error', () => {});
       socks.push(s);
     }
     await sleep(1000);
+    const answers = got.filter((t) => /^HTTP\/1\.1 503/.test(t)).map((t) => parseResponses(t)[0]);
+    const refused = answers.length;
+    for (const a of answers) {
+      // The whole body, exactly as long as Content-Length says.
+      assert.equal(Buffer.byteLength(a.body, 'latin1'), Number(a.headers['content-length']));
+      assert.equal(JSON.parse(a.body).error.code, 'too_many_connections');
+    }
     // 2 workers x 200: at least 100 refused, and the server still serves.
     assert.ok(refused >= 50, `refused ${refused}`);
     for (const s of socks) s.destroy();
