@@ -27,7 +27,7 @@ endif
 
 BUILD     ?= build
 ifeq ($(SANITIZE),1)
-BUILD     := build/san
+override BUILD := $(BUILD)/san
 CFLAGS    += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS   += -fsanitize=address,undefined
 endif
@@ -45,6 +45,12 @@ LIB       := $(BUILD)/libchatd.a
 PROGS     := $(BUILD)/chatd
 UNIT_SRC  := $(wildcard tests/unit/check_*.c)
 UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+# Each program beside the daemon (chatadm, chatbench, chatcli) brings its
+# own fragment: it adds to PROGS and says how its binary is linked. A
+# fragment's first rule must not become the default goal.
+.DEFAULT_GOAL := all
+include $(wildcard mk/*.mk)
 
 .PHONY: all deps run check unit unit-san e2e fuzz man-check install clean
 
@@ -88,11 +94,12 @@ unit: $(UNIT_BIN)
 		CK_VERBOSITY=normal $$t 2> $$t.stderr || { tail -n 50 $$t.stderr; exit 1; }; \
 	done
 
-# The failpoint tests run build/san/chatd (ASan + failpoints), which
+# The failpoint tests run $(BUILD)/san/chatd (ASan + failpoints), which
 # `make check` builds first; without it they are skipped.
 e2e: all
 	@cd tests/e2e && CHATD=$(CURDIR)/$(BUILD)/chatd \
-		CHATD_FP=$$([ -x $(CURDIR)/build/san/chatd ] && echo $(CURDIR)/build/san/chatd) \
+		CHATD_FP=$$([ -x $(CURDIR)/$(BUILD)/san/chatd ] && echo $(CURDIR)/$(BUILD)/san/chatd) \
+		BUILD_DIR=$(CURDIR)/$(BUILD) \
 		node --test --test-concurrency=1 --test-reporter=spec *.test.js
 
 # libFuzzer targets (clang): tests/fuzz/fuzz_<name>.c, each run FUZZ_SECONDS.
@@ -101,9 +108,10 @@ FUZZ_BIN  := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
 FUZZ_SECONDS ?= 60
 FUZZ_CFLAGS := -std=gnu11 -g -O1 -I. $(PKG_CFLAGS) -fsanitize=fuzzer,address,undefined
 
-build/fuzz/%: tests/fuzz/%.c $(LIB_SRC)
+# The client library (mk/client.mk) is linked too, for its frame parser.
+build/fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(CLIENT_SRC)
 	@mkdir -p $(dir $@)
-	clang $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRC) $(PKG_LIBS)
+	clang $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRC) $(CLIENT_SRC) $(PKG_LIBS)
 
 fuzz: $(FUZZ_BIN)
 	@set -e; for f in $(FUZZ_BIN); do \

@@ -1,7 +1,7 @@
 // Memory per idle keep-alive connection: opens N connections to a chatd
 // started with 1 worker, sends one request on each, and compares the
 // worker's RSS (private, from /proc/PID/smaps_rollup) before and after.
-// Usage: node bench/idle-conns.js [N] [--ws]   (build/chatd must exist)
+// Usage: node bench/idle-conns.js [N] [--ws]   (build/chatd, or $CHATD, must exist)
 // With --ws the connections are WebSocket connections (Node's ws, from
 // tests/e2e/node_modules) of one logged-in user, each upgraded and idle.
 'use strict';
@@ -27,7 +27,7 @@ const rss = (pid) => {
 };
 
 (async () => {
-  const srv = spawn(`${top}/build/chatd`, ['-c', path.join(dir, 'c.conf')], { stdio: 'ignore' });
+  const srv = spawn(process.env.CHATD || `${top}/build/chatd`, ['-c', path.join(dir, 'c.conf')], { stdio: 'ignore' });
   await sleep(700);
   const worker = Number(execFileSync('ps', ['--ppid', String(srv.pid), '-o', 'pid=,args='])
     .toString().split('\n').find((l) => /chatd: worker 0/.test(l)).trim().split(/\s+/)[0]);

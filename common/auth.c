@@ -58,8 +58,37 @@ int ch_valid_username(const char *s, size_t len)
 	return 1;
 }
 
+int ch_is_dm_room(const char *s, size_t len)
+{
+	const size_t pre = sizeof(CH_DM_PREFIX) - 1;
+
+	if (!s || len <= pre || len > CH_ROOM_NAME_MAX || memcmp(s, CH_DM_PREFIX, pre) != 0)
+		return 0;
+	const char *a = s + pre, *end = s + len;
+	const char *colon = memchr(a, ':', (size_t)(end - a));
+	if (!colon)
+		return 0;
+	size_t al = (size_t)(colon - a), bl = (size_t)(end - colon - 1);
+	if (!ch_valid_username(a, al) || !ch_valid_username(colon + 1, bl))
+		return 0;
+	int c = memcmp(a, colon + 1, al < bl ? al : bl);
+	return c < 0 || (c == 0 && al <= bl);
+}
+
+void ch_dm_room(char *out, const char *a, const char *b)
+{
+	if (strcmp(a, b) > 0) {
+		const char *t = a;
+		a = b;
+		b = t;
+	}
+	snprintf(out, CH_ROOM_NAME_MAX + 1, CH_DM_PREFIX "%s:%s", a, b);
+}
+
 int ch_valid_room_id(const char *s, size_t len)
 {
+	if (s && len > CH_ROOM_ID_MAX && len <= CH_ROOM_NAME_MAX)
+		return ch_is_dm_room(s, len);
 	if (!s || len < 1 || len > CH_ROOM_ID_MAX)
 		return 0;
 	for (size_t i = 0; i < len; i++) {

@@ -28,6 +28,11 @@
 
 #define CH_USERNAME_MAX  32	/* ^[a-z0-9_.-]{1,32}$ */
 #define CH_ROOM_ID_MAX   64	/* ^[A-Za-z0-9_.:-]{1,64}$ */
+/* A direct-message room is named dm:A:B, the two usernames sorted; with
+ * two 32-byte names that is 68 bytes, past CH_ROOM_ID_MAX, and no client
+ * may create a room whose id starts with dm: itself. */
+#define CH_DM_PREFIX     "dm:"
+#define CH_ROOM_NAME_MAX (3 + CH_USERNAME_MAX + 1 + CH_USERNAME_MAX)
 #define CH_PASSWORD_MIN  8	/* bytes */
 #define CH_PASSWORD_MAX  256	/* bytes */
 
@@ -38,6 +43,13 @@
  */
 int ch_valid_username(const char *s, size_t len);
 int ch_valid_room_id(const char *s, size_t len);
+
+/* 1 when s[0..len) is a well-formed DM room name: dm:A:B with A <= B
+ * valid usernames (A == B is a user's notes to self). */
+int ch_is_dm_room(const char *s, size_t len);
+
+/* The DM room of users a and b into out (CH_ROOM_NAME_MAX + 1 bytes). */
+void ch_dm_room(char *out, const char *a, const char *b);
 
 /*
  * 1 when pw[0..len) is an acceptable password: CH_PASSWORD_MIN to

@@ -20,11 +20,14 @@
 #define _GNU_SOURCE
 #include "journal/journal.h"
 
+#include "common/auth.h"
 #include "common/buf.h"
 #include "common/log.h"
 #include "journal/frame.h"
+#include "journal/presence.h"
 #include "journal/proto.h"
 #include "journal/record.h"
+#include "journal/repl.h"
 #include "journal/segment.h"
 #include "journal/state.h"
 
@@ -44,6 +47,7 @@ struct journal {
 	const struct ch_shm *shm;
 	struct ch_stats *stats;
 	struct ch_state state;
+	struct ch_presence presence;	/* who is online: not in the log */
 	struct ch_log_writer *log;
 	char dir[CH_PATH_MAX + 16];
 	int n_workers;
@@ -56,9 +60,17 @@ struct journal {
 	uint64_t wake;			/* workers to wake this turn */
 	uint32_t free_rings;		/* rings never used yet: [free_rings, n) */
 	uint64_t ring_full_logged_ms;
+	struct ch_repl *repl;		/* replication (journal/repl.h) */
+	uint32_t batch_records;		/* records in the batch */
 };
 
-static volatile sig_atomic_t journal_stop;
+static volatile sig_atomic_t journal_stop, journal_promote;
+
+static void on_promote(int sig)
+{
+	(void)sig;
+	journal_promote = 1;
+}
 
 static void on_stop(int sig)
 {
@@ -129,7 +141,7 @@ static int add_record(struct journal *j, struct ch_record *rec)
 {
 	size_t need = ch_record_size(rec->payload_len);
 
-	rec->epoch = CH_JOURNAL_EPOCH;
+	rec->epoch = ch_repl_epoch(j->repl);
 	rec->pos = j->batch_pos + j->batch.len;
 	rec->ts_ms = rec->ts_ms ? rec->ts_ms : j->now_ms;
 	if (ch_buf_reserve(&j->batch, need) < 0)
@@ -144,6 +156,7 @@ static int add_record(struct journal *j, struct ch_record *rec)
 		return rc;
 	}
 	j->batch.len += n;
+	j->batch_records++;
 	CH_STAT_ADD(j->stats, journal_appends, 1);
 	return 0;
 }
@@ -402,7 +415,9 @@ static void on_create_room(struct journal *j, int w, uint64_t id, struct ch_payl
 	uint32_t created = 0;
 	for (uint32_t i = 0; i < creator->n_rooms; i++) {
 		struct ch_room *r = ch_state_room_by_id(&j->state, creator->rooms[i]);
-		created += r && r->created_by == creator->id;
+		/* DM rooms are made by messaging, not counted as created. */
+		created += r && r->created_by == creator->id &&
+			   !ch_is_dm_room(r->name, strlen(r->name));
 	}
 	if (created >= (uint32_t)cfg->max_rooms_per_user || n + 1 > (uint32_t)cfg->max_participants + 1) {
 		reply_status(j, w, id, CH_BUS_LIMIT);
@@ -520,12 +535,52 @@ static struct ch_room *member_room(struct journal *j, int w, uint64_t id, const 
 	return r;
 }
 
+/*
+ * Store a message by u in rm, or, for a retry of a client id seen
+ * recently, find the first one. CH_BUS_OK with its seq and ts, else the
+ * status to answer.
+ */
+static uint32_t store_message(struct journal *j, struct ch_user *u, struct ch_room *rm,
+			      const char *cid, const uint8_t *content, size_t content_len,
+			      uint64_t *seq, uint64_t *ts)
+{
+	if (cid[0]) {
+		const struct ch_dedupe_entry *d = ch_state_dedupe_find(&j->state, u->id, cid);
+		if (d) {
+			/* A retry: the first answer, nothing stored twice. */
+			*seq = d->seq;
+			*ts = d->ts;
+			return CH_BUS_OK;
+		}
+	}
+	size_t cap = 256 + content_len;
+	uint8_t *buf = malloc(cap);
+	if (!buf)
+		return CH_BUS_UNAVAILABLE;
+	struct ch_payload_writer pw;
+	ch_payload_writer_init(&pw, buf, cap);
+	ch_payload_put_str(&pw, rm->name);
+	ch_payload_put_str(&pw, u->name);
+	ch_payload_put_str(&pw, cid);
+	ch_payload_put_bytes(&pw, content, content_len);
+	*seq = rm->last_seq + 1;
+	*ts = j->now_ms;
+	int rc = payload_record(j, CH_REC_MESSAGE, rm->id, u->id, *seq, &pw);
+	free(buf);
+	if (rc < 0)
+		return CH_BUS_UNAVAILABLE;
+	CH_STAT_ADD(j->stats, messages_in, 1);
+	queue_frame(j, rm, *seq, *ts, u->name, cid, (const char *)content, content_len);
+	return CH_BUS_OK;
+}
+
 static void on_send(struct journal *j, int w, uint64_t id, struct ch_payload_reader *rd)
 {
 	char user[CH_NAME_MAX + 1], room[CH_NAME_MAX + 1], cid[CH_CLIENT_ID_MAX + 1];
 	size_t content_len;
 	struct ch_user *u;
 	struct reply r;
+	uint64_t seq, ts;
 
 	ch_payload_get_str(rd, user, sizeof(user));
 	ch_payload_get_str(rd, room, sizeof(room));
@@ -538,41 +593,14 @@ static void on_send(struct journal *j, int w, uint64_t id, struct ch_payload_rea
 	struct ch_room *rm = member_room(j, w, id, user, room, &u);
 	if (!rm)
 		return;
-	if (cid[0]) {
-		const struct ch_dedupe_entry *d = ch_state_dedupe_find(&j->state, u->id, cid);
-		if (d) {
-			/* A retry: the first answer, nothing stored twice. */
-			reply_begin(&r);
-			ch_payload_put_u64(&r.pw, d->seq);
-			ch_payload_put_u64(&r.pw, d->ts);
-			reply_end(j, w, id, CH_BUS_OK, &r);
-			return;
-		}
-	}
-	size_t cap = 256 + content_len;
-	uint8_t *buf = malloc(cap);
-	if (!buf) {
-		reply_status(j, w, id, CH_BUS_UNAVAILABLE);
+	uint32_t status = store_message(j, u, rm, cid, content, content_len, &seq, &ts);
+	if (status != CH_BUS_OK) {
+		reply_status(j, w, id, status);
 		return;
 	}
-	struct ch_payload_writer pw;
-	ch_payload_writer_init(&pw, buf, cap);
-	ch_payload_put_str(&pw, rm->name);
-	ch_payload_put_str(&pw, u->name);
-	ch_payload_put_str(&pw, cid);
-	ch_payload_put_bytes(&pw, content, content_len);
-	uint64_t seq = rm->last_seq + 1;
-	int rc = payload_record(j, CH_REC_MESSAGE, rm->id, u->id, seq, &pw);
-	free(buf);
-	if (rc < 0) {
-		reply_status(j, w, id, CH_BUS_UNAVAILABLE);
-		return;
-	}
-	CH_STAT_ADD(j->stats, messages_in, 1);
-	queue_frame(j, rm, seq, j->now_ms, u->name, cid, (const char *)content, content_len);
 	reply_begin(&r);
 	ch_payload_put_u64(&r.pw, seq);
-	ch_payload_put_u64(&r.pw, j->now_ms);
+	ch_payload_put_u64(&r.pw, ts);
 	reply_end(j, w, id, CH_BUS_OK, &r);
 }
 
@@ -670,8 +698,13 @@ static void on_unwatch(struct journal *j, int w, uint64_t id, struct ch_payload_
 	reply_status(j, w, id, CH_BUS_OK);
 }
 
+static void announce(uint32_t user_id, void *arg);
+
 static void on_hello(struct journal *j, int w)
 {
+	/* Its predecessor's connections are gone, and with them their
+	 * presence. */
+	ch_presence_drop_worker(&j->presence, w, j->now_ms, announce, j);
 	/* A new worker in slot w: its predecessor's rooms are no longer read
 	 * there. It tells us again which rooms it reads. */
 	uint32_t n = ch_shm_header(j->shm)->n_rings;
@@ -680,6 +713,253 @@ static void on_hello(struct journal *j, int w)
 		uint64_t m = atomic_load_explicit(&sr->members, memory_order_relaxed);
 		atomic_store_explicit(&sr->members, m & ~(1ull << w), memory_order_relaxed);
 	}
+}
+
+/* ---------------------------------------------------------------------- */
+/* Direct messages and presence                                           */
+
+/* The DM room of u and t, created (with its record) on first use. */
+static struct ch_room *dm_room(struct journal *j, struct ch_user *u, struct ch_user *t)
+{
+	char name[CH_NAME_MAX + 1];
+	uint8_t buf[CH_NAME_MAX + 64];
+	struct ch_payload_writer pw;
+
+	ch_dm_room(name, u->name, t->name);
+	struct ch_room *rm = ch_state_room(&j->state, name);
+	if (rm)
+		return rm;
+	ch_payload_writer_init(&pw, buf, sizeof(buf));
+	ch_payload_put_str(&pw, name);
+	ch_payload_put_u32(&pw, u == t ? 1 : 2);
+	ch_payload_put_u32(&pw, u->id);
+	if (u != t)
+		ch_payload_put_u32(&pw, t->id);
+	if (payload_record(j, CH_REC_ROOM_CREATED, 0, u->id, 0, &pw) < 0)
+		return NULL;
+	return ch_state_room(&j->state, name);
+}
+
+/* Every worker: join the connections of the room's two users to it,
+ * replaying from seq, so a DM reaches them without asking. */
+static void post_autojoin(struct journal *j, struct ch_room *rm, uint64_t seq)
+{
+	struct reply r;
+
+	reply_begin(&r);
+	ch_payload_put_str(&r.pw, rm->name);
+	ch_payload_put_u64(&r.pw, seq);
+	ch_payload_put_u32(&r.pw, rm->n_members);
+	for (uint32_t i = 0; i < rm->n_members; i++) {
+		struct ch_user *m = ch_state_user_by_id(&j->state, rm->members[i]);
+		ch_payload_put_str(&r.pw, m ? m->name : "");
+	}
+	size_t len;
+	if (ch_payload_writer_finish(&r.pw, &len) < 0)
+		return;
+	for (int w = 0; w < j->n_workers; w++)
+		reply_raw(j, w, CH_EV_AUTOJOIN, 0, r.buf, len);
+}
+
+static void on_dm(struct journal *j, int w, uint64_t id, struct ch_payload_reader *rd)
+{
+	char user[CH_NAME_MAX + 1], to[CH_NAME_MAX + 1], cid[CH_CLIENT_ID_MAX + 1];
+	size_t content_len;
+	struct reply r;
+	uint64_t seq, ts;
+
+	ch_payload_get_str(rd, user, sizeof(user));
+	ch_payload_get_str(rd, to, sizeof(to));
+	ch_payload_get_str(rd, cid, sizeof(cid));
+	const uint8_t *content = ch_payload_get_bytes(rd, &content_len);
+	struct ch_user *u = ch_state_user(&j->state, user);
+	if (ch_payload_reader_finish(rd) < 0 || !u || content_len > j->cfg->max_message_bytes) {
+		reply_status(j, w, id, CH_BUS_BAD_REQUEST);
+		return;
+	}
+	struct ch_user *t = ch_state_user(&j->state, to);
+	if (!t) {
+		reply_begin(&r);
+		ch_payload_put_str(&r.pw, to);
+		reply_end(j, w, id, CH_BUS_UNKNOWN_USER, &r);
+		return;
+	}
+	struct ch_room *rm = dm_room(j, u, t);
+	uint32_t status = rm ? store_message(j, u, rm, cid, content, content_len, &seq, &ts)
+			     : CH_BUS_UNAVAILABLE;
+	if (status != CH_BUS_OK) {
+		reply_status(j, w, id, status);
+		return;
+	}
+	reply_begin(&r);
+	ch_payload_put_str(&r.pw, rm->name);
+	ch_payload_put_u64(&r.pw, seq);
+	ch_payload_put_u64(&r.pw, ts);
+	reply_end(j, w, id, CH_BUS_OK, &r);
+	post_autojoin(j, rm, seq);
+}
+
+/*
+ * The user's status changed: each worker learns it with the user's rooms
+ * it has members in, and tells the connections that joined one of them.
+ */
+static void announce(uint32_t user_id, void *arg)
+{
+	struct journal *j = arg;
+	struct ch_user *u = ch_state_user_by_id(&j->state, user_id);
+	uint64_t since;
+
+	if (!u)
+		return;
+	uint32_t status = ch_presence_get(&j->presence, user_id, &since);
+	size_t cap = 64 + CH_NAME_MAX + (size_t)u->n_rooms * sizeof(uint32_t);
+	uint8_t *buf = malloc(cap);
+	if (!buf)
+		return;
+	for (int w = 0; w < j->n_workers; w++) {
+		struct ch_payload_writer pw;
+		uint32_t n = 0;
+		for (uint32_t i = 0; i < u->n_rooms; i++) {
+			struct ch_room *rm = ch_state_room_by_id(&j->state, u->rooms[i]);
+			n += rm && rm->ring >= 0 &&
+			     (atomic_load_explicit(&ch_shm_room(j->shm, (uint32_t)rm->ring)->members,
+						   memory_order_relaxed) & (1ull << w));
+		}
+		if (!n)
+			continue;
+		ch_payload_writer_init(&pw, buf, cap);
+		ch_payload_put_str(&pw, u->name);
+		ch_payload_put_u32(&pw, status);
+		ch_payload_put_u32(&pw, n);
+		for (uint32_t i = 0; i < u->n_rooms; i++) {
+			struct ch_room *rm = ch_state_room_by_id(&j->state, u->rooms[i]);
+			if (rm && rm->ring >= 0 &&
+			    (atomic_load_explicit(&ch_shm_room(j->shm, (uint32_t)rm->ring)->members,
+						  memory_order_relaxed) & (1ull << w)))
+				ch_payload_put_u32(&pw, rm->id);
+		}
+		size_t len;
+		if (ch_payload_writer_finish(&pw, &len) == 0)
+			reply_raw(j, w, CH_EV_PRESENCE, 0, buf, len);
+	}
+	free(buf);
+}
+
+static void on_presence(struct journal *j, int w, struct ch_payload_reader *rd)
+{
+	char user[CH_NAME_MAX + 1];
+
+	uint32_t worker = ch_payload_get_u32(rd);
+	ch_payload_get_str(rd, user, sizeof(user));
+	uint32_t ev = ch_payload_get_u32(rd);
+	uint32_t value = ch_payload_get_u32(rd);
+	struct ch_user *u = ch_payload_reader_finish(rd) < 0 || worker != (uint32_t)w
+				    ? NULL : ch_state_user(&j->state, user);
+	if (!u)
+		return;
+	int rc = ch_presence_update(&j->presence, u->id, w, ev, value, j->now_ms);
+	if (rc > 0)
+		announce(u->id, j);
+	else if (rc < 0)
+		ch_debug("journal: presence report %u of '%s' from worker %d does not fit", ev,
+			 user, w);
+}
+
+/* u32 n, then (str user, u32 status) for each online member of ids[]. */
+static void reply_online(struct journal *j, int w, uint64_t id, const uint32_t *ids, uint32_t n)
+{
+	struct ch_buf f;
+	uint32_t count = 0;
+
+	ch_buf_init(&f);
+	ch_buf_append(&f, &count, sizeof(count));
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t since;
+		uint32_t st = ch_presence_get(&j->presence, ids[i], &since);
+		struct ch_user *u = ch_state_user_by_id(&j->state, ids[i]);
+		if (st == CH_STATUS_OFFLINE || !u)
+			continue;
+		uint32_t len = (uint32_t)strlen(u->name);
+		ch_buf_append(&f, &len, sizeof(len));
+		ch_buf_append(&f, u->name, len);
+		ch_buf_append(&f, &st, sizeof(st));
+		count++;
+	}
+	if (f.failed) {
+		reply_status(j, w, id, CH_BUS_UNAVAILABLE);
+	} else {
+		memcpy(f.p, &count, sizeof(count));
+		reply_raw(j, w, CH_BUS_OK, id, f.p, f.len);
+	}
+	ch_buf_free(&f);
+}
+
+static void on_users(struct journal *j, int w, uint64_t id)
+{
+	uint32_t n = 0;
+	uint32_t *ids = malloc((j->presence.online + 1) * sizeof(*ids));
+
+	if (!ids) {
+		reply_status(j, w, id, CH_BUS_UNAVAILABLE);
+		return;
+	}
+	for (uint32_t i = 0; i < j->presence.n && n < j->presence.online; i++)
+		if (j->presence.users[i].live)
+			ids[n++] = i + 1;
+	reply_online(j, w, id, ids, n);
+	free(ids);
+}
+
+static void on_who(struct journal *j, int w, uint64_t id, struct ch_payload_reader *rd)
+{
+	char user[CH_NAME_MAX + 1], room[CH_NAME_MAX + 1];
+	struct ch_user *u;
+
+	ch_payload_get_str(rd, user, sizeof(user));
+	ch_payload_get_str(rd, room, sizeof(room));
+	if (ch_payload_reader_finish(rd) < 0) {
+		reply_status(j, w, id, CH_BUS_BAD_REQUEST);
+		return;
+	}
+	struct ch_room *rm = member_room(j, w, id, user, room, &u);
+	if (rm)
+		reply_online(j, w, id, rm->members, rm->n_members);
+}
+
+static void on_info(struct journal *j, int w, uint64_t id, struct ch_payload_reader *rd)
+{
+	char user[CH_NAME_MAX + 1];
+	struct reply r;
+	uint64_t since;
+
+	ch_payload_get_str(rd, user, sizeof(user));
+	struct ch_user *u = ch_payload_reader_finish(rd) < 0 ? NULL : ch_state_user(&j->state, user);
+	reply_begin(&r);
+	if (!u) {
+		ch_payload_put_str(&r.pw, user);
+		reply_end(j, w, id, CH_BUS_UNKNOWN_USER, &r);
+		return;
+	}
+	ch_payload_put_u32(&r.pw, ch_presence_get(&j->presence, u->id, &since));
+	ch_payload_put_u64(&r.pw, since);
+	reply_end(j, w, id, CH_BUS_OK, &r);
+}
+
+static void on_file_remove(struct journal *j, int w, uint64_t id, struct ch_payload_reader *rd)
+{
+	char file[CH_NAME_MAX + 1];
+	uint8_t buf[CH_NAME_MAX + 16];
+	struct ch_payload_writer pw;
+
+	ch_payload_get_str(rd, file, sizeof(file));
+	if (ch_payload_reader_finish(rd) < 0 || !file[0]) {
+		reply_status(j, w, id, CH_BUS_BAD_REQUEST);
+		return;
+	}
+	ch_payload_writer_init(&pw, buf, sizeof(buf));
+	ch_payload_put_str(&pw, file);
+	int rc = payload_record(j, CH_REC_FILE_REMOVED, 0, 0, 0, &pw);
+	reply_status(j, w, id, rc < 0 ? CH_BUS_UNAVAILABLE : CH_BUS_OK);
 }
 
 static void handle(struct journal *j, int w, uint32_t type, const void *p, uint32_t len)
@@ -722,10 +1002,121 @@ static void handle(struct journal *j, int w, uint32_t type, const void *p, uint3
 	case CH_REQ_UNWATCH:
 		on_unwatch(j, w, id, &rd);
 		break;
+	case CH_REQ_DM:
+		on_dm(j, w, id, &rd);
+		break;
+	case CH_REQ_PRESENCE:
+		on_presence(j, w, &rd);
+		break;
+	case CH_REQ_USERS:
+		on_users(j, w, id);
+		break;
+	case CH_REQ_WHO:
+		on_who(j, w, id, &rd);
+		break;
+	case CH_REQ_INFO:
+		on_info(j, w, id, &rd);
+		break;
+	case CH_REQ_FILE_REMOVE:
+		on_file_remove(j, w, id, &rd);
+		break;
 	default:
 		reply_status(j, w, id, CH_BUS_BAD_REQUEST);
 		break;
 	}
+}
+
+/* ---------------------------------------------------------------------- */
+/* Replication hooks (journal/repl.h)                                     */
+
+/* A request, as replication allows it: a standby refuses writes; with
+ * ack = replica a successful write's reply waits for the standby. */
+static void repl_handle(struct journal *j, int w, uint32_t type, const void *p, uint32_t len)
+{
+	uint64_t id = 0;
+	uint32_t status;
+
+	if (ch_repl_is_standby(j->repl) && ch_repl_is_write_request(type)) {
+		if (len >= sizeof(id))
+			memcpy(&id, p, sizeof(id));
+		/* A hash upgrade at login is best effort: the login stands. */
+		if (id)
+			reply_status(j, w, id, type == CH_REQ_SET_PASSWORD ? CH_BUS_OK :
+					       CH_BUS_READ_ONLY);
+		return;
+	}
+	size_t r0 = j->replies[w].len;
+	handle(j, w, type, p, len);
+	if (j->cfg->ack != CH_ACK_REPLICA || !ch_repl_is_write_request(type) ||
+	    j->replies[w].len <= r0)
+		return;
+	memcpy(&status, j->replies[w].p + r0, sizeof(status));
+	if (status != CH_BUS_OK)
+		return;		/* nothing stored: an error needs no standby */
+	ch_repl_hold(j->repl, w, j->replies[w].p + r0, j->replies[w].len - r0,
+		     j->batch_pos + j->batch.len);
+	j->replies[w].len = r0;
+}
+
+/* A record the standby received: the state, and its frame for the ring. */
+static int repl_apply(void *arg, const struct ch_record *rec)
+{
+	struct journal *j = arg;
+	struct ch_message m;
+	char from[CH_NAME_MAX + 1], id[CH_CLIENT_ID_MAX + 1];
+
+	int rc = ch_state_apply(&j->state, rec);
+	if (rc < 0) {
+		ch_err("journal: replicated record at %llu refused by the state: %s",
+		       (unsigned long long)rec->pos, strerror(-rc));
+		return rc;
+	}
+	CH_STAT_ADD(j->stats, journal_appends, 1);
+	struct ch_room *room = rec->type == CH_REC_MESSAGE ?
+			       ch_state_room_by_id(&j->state, rec->room) : NULL;
+	if (room && ch_message_decode(rec, &m) == 0 && m.from_len < sizeof(from) &&
+	    m.id_len < sizeof(id)) {
+		memcpy(from, m.from, m.from_len);
+		from[m.from_len] = '\0';
+		memcpy(id, m.id, m.id_len);
+		id[m.id_len] = '\0';
+		queue_frame(j, room, rec->room_seq, rec->ts_ms, from, id, m.content, m.content_len);
+		/* As on the primary: both users' connections join a DM room. */
+		if (ch_is_dm_room(room->name, strlen(room->name)))
+			post_autojoin(j, room, rec->room_seq);
+	}
+	return 0;
+}
+
+static int recover(struct journal *j, int repair);
+static void adopt_rings(struct journal *j);
+
+/* The standby's log was cut (fencing): the state again from the log. */
+static int repl_reload(void *arg, struct ch_log_writer **log)
+{
+	struct journal *j = arg;
+	struct ch_log_writer_opts opts = { .segment_size = j->cfg->segment_size };
+
+	ch_state_free(&j->state);
+	if (ch_state_init(&j->state) < 0 || recover(j, 0) < 0)
+		return -1;
+	int rc = ch_log_writer_open(log, j->dir, &opts);
+	if (rc < 0) {
+		ch_err("journal: cannot open the log in %s: %s", j->dir, strerror(-rc));
+		return -1;
+	}
+	adopt_rings(j);
+	CH_STAT_SET(j->stats, journal_log_end, ch_log_end(*log));
+	return 0;
+}
+
+/* A reply held for ack = replica is due. */
+static void repl_reply(void *arg, int w, const void *bytes, size_t len)
+{
+	struct journal *j = arg;
+
+	ch_buf_append(&j->replies[w], bytes, len);
+	j->wake |= 1ull << w;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -743,7 +1134,7 @@ static int drain(struct journal *j)
 		uint32_t type, len;
 		while (taken < CH_JOURNAL_BATCH_REQUESTS && j->batch.len < CH_JOURNAL_BATCH_BYTES &&
 		       (p = ch_spsc_peek(in, &type, &len)) != NULL) {
-			handle(j, w, type, p, len);
+			repl_handle(j, w, type, p, len);
 			ch_spsc_pop(in);
 			taken++;
 		}
@@ -767,7 +1158,7 @@ static int commit(struct journal *j)
 		}
 		CH_STAT_ADD(j->stats, journal_bytes, j->batch.len);
 		CH_STAT_ADD(j->stats, journal_batches, 1);
-		if (j->cfg->ack == CH_ACK_FSYNC) {
+		if (j->cfg->ack != CH_ACK_WRITE) {
 			uint64_t t0 = monotonic_us();
 			rc = ch_log_sync(j->log);
 			uint64_t us = monotonic_us() - t0;
@@ -785,6 +1176,8 @@ static int commit(struct journal *j)
 		}
 		CH_STAT_SET(j->stats, journal_log_end, ch_log_end(j->log));
 		j->batch.len = 0;
+		ch_repl_appended(j->repl, j->batch_records);
+		j->batch_records = 0;
 	}
 	publish_frames(j);
 	post_replies(j);
@@ -797,14 +1190,17 @@ static int commit(struct journal *j)
 
 static int apply_recovered(const struct ch_record *rec, void *arg)
 {
-	return ch_state_apply(arg, rec);
+	struct journal *j = arg;
+
+	ch_repl_observe(j->repl, rec);
+	return ch_state_apply(&j->state, rec);
 }
 
 static int recover(struct journal *j, int repair)
 {
 	struct ch_log_recover_report rep;
 	int rc = ch_log_recover(j->dir, repair ? CH_LOG_RECOVER_REPAIR : 0, apply_recovered,
-				&j->state, &rep);
+				j, &rep);
 	if (rep.outcome != CH_LOG_CLEAN)
 		ch_warn("journal: %s", rep.message);
 	if (rc < 0) {
@@ -849,6 +1245,8 @@ int ch_journal_run(const struct ch_config *cfg, const struct ch_shm *shm, int re
 	sa.sa_handler = on_stop;
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
+	sa.sa_handler = on_promote;
+	sigaction(SIGUSR2, &sa, NULL);
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGHUP, &sa, NULL);
 	sigaction(SIGPIPE, &sa, NULL);
@@ -863,6 +1261,11 @@ int ch_journal_run(const struct ch_config *cfg, const struct ch_shm *shm, int re
 	snprintf(j.dir, sizeof(j.dir), "%s/" CH_JOURNAL_DIR, cfg->data_dir);
 	if (ch_state_init(&j.state) < 0)
 		return 1;
+	struct ch_repl_host host = { .arg = &j, .apply = repl_apply, .reload = repl_reload,
+				     .reply = repl_reply };
+	j.repl = ch_repl_new(cfg, j.stats, j.dir, &host);
+	if (!j.repl)
+		return 1;
 	if (recover(&j, repair) < 0)
 		return CH_JOURNAL_EXIT_REFUSED;
 	struct ch_log_writer_opts opts = { .segment_size = cfg->segment_size };
@@ -871,25 +1274,52 @@ int ch_journal_run(const struct ch_config *cfg, const struct ch_shm *shm, int re
 		ch_err("journal: cannot open the log in %s: %s", j.dir, strerror(-rc));
 		return 1;
 	}
+	if (ch_repl_start(j.repl, &j.log) < 0)
+		return 1;
+	ch_presence_init(&j.presence);
 	for (int w = 0; w < j.n_workers; w++) {
 		ch_spsc_consumer_attach(ch_shm_ingress(shm, w));
 		ch_spsc_producer_attach(ch_shm_reply(shm, w));
+		/* Presence is not in the log: ask the workers for it again. */
+		reply_raw(&j, w, CH_EV_RESYNC, 0, NULL, 0);
 	}
+	post_replies(&j);
+	for (int w = 0; w < j.n_workers; w++)
+		ch_shm_wake(shm->worker_efd[w]);
+	j.wake = 0;
 	adopt_rings(&j);
 	CH_STAT_SET(j.stats, journal_log_end, ch_log_end(j.log));
-	ch_info("journal ready: log end %llu, ack = %s", (unsigned long long)ch_log_end(j.log),
-		cfg->ack == CH_ACK_FSYNC ? "fsync" : "write");
+	ch_info("journal ready: log end %llu, ack = %s, %s at epoch %u",
+		(unsigned long long)ch_log_end(j.log),
+		cfg->ack == CH_ACK_REPLICA ? "replica" : cfg->ack == CH_ACK_FSYNC ? "fsync" : "write",
+		ch_repl_is_standby(j.repl) ? "standby" : "primary", ch_repl_epoch(j.repl));
 	CH_STAT_SET(j.stats, ready, 1);
 	/* Workers may have asked while we were down: look before sleeping. */
 	ch_shm_wake(shm->journal_efd);
 
 	int status = 0;
 	while (!journal_stop) {
-		struct pollfd pfd = { .fd = shm->journal_efd, .events = POLLIN };
-		if (poll(&pfd, 1, CH_JOURNAL_POLL_MS) > 0) {
+		struct pollfd pfds[1 + CH_REPL_MAX_FDS] = { { .fd = shm->journal_efd, .events = POLLIN } };
+		int timeout = CH_JOURNAL_POLL_MS;
+		int n_repl = ch_repl_pollfds(j.repl, pfds + 1, &timeout);
+		if (poll(pfds, 1 + (nfds_t)n_repl, timeout) > 0 && pfds[0].revents) {
 			uint64_t v;
 			ssize_t n = read(shm->journal_efd, &v, sizeof(v));
 			(void)n;
+		}
+		if (journal_promote) {
+			journal_promote = 0;
+			if (ch_repl_promote(j.repl) < 0) {
+				status = 1;
+				goto out;
+			}
+		}
+		/* Replication I/O; what it queued (replicated frames, replies
+		 * the standby confirmed) is posted by a commit. */
+		rc = ch_repl_process(j.repl, pfds + 1, n_repl);
+		if (rc < 0 || (rc > 0 && commit(&j) < 0)) {
+			status = 1;
+			goto out;
 		}
 		/* Keep taking until the rings are empty: requests that came
 		 * during the last fsync form the next batch (group commit). */
@@ -906,7 +1336,9 @@ out:
 		if (rc < 0)
 			status = 1;
 	}
-	ch_log_writer_close(j.log);
+	if (j.log)
+		ch_log_writer_close(j.log);
+	ch_repl_free(j.repl);
 	ch_info("journal stopped");
 	return status;
 }

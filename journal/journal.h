@@ -17,7 +17,6 @@
 #define CH_JOURNAL_EXIT_REFUSED 3	/* the log is damaged: do not restart */
 #define CH_JOURNAL_BATCH_BYTES (4u << 20)	/* records in one write, at most */
 #define CH_JOURNAL_BATCH_REQUESTS 8192
-#define CH_JOURNAL_EPOCH 1u		/* until promotion exists */
 
 /* Log directory under data_dir. */
 #define CH_JOURNAL_DIR "journal"

@@ -49,6 +49,46 @@ enum ch_req_type {
 	/* str room, u32 worker: no member of the room is left on the worker,
 	 * stop waking it for the room. Reply: OK. */
 	CH_REQ_UNWATCH = 10,
+	/* str user, str to, str client id, str content: a direct message.
+	 * Creates room dm:A:B (common/auth.h) on first use, then stores the
+	 * message as a send to it would, and tells every worker to join both
+	 * users' connections to the room (CH_EV_AUTOJOIN). Reply: OK with
+	 * str room, u64 seq, u64 ts | UNKNOWN_USER | UNAVAILABLE. */
+	CH_REQ_DM = 11,
+	/* u32 worker, str user, u32 event (enum ch_presence_event), u32
+	 * value: one connection's presence (journal/presence.h). No reply
+	 * (request id 0). */
+	CH_REQ_PRESENCE = 12,
+	/* No fields. Reply: OK with u32 n, n x (str user, u32 status): every
+	 * user online. */
+	CH_REQ_USERS = 13,
+	/* str user, str room. Reply: OK with u32 n, n x (str user, u32
+	 * status): the room's participants online | NO_SUCH_ROOM |
+	 * NOT_PARTICIPANT. */
+	CH_REQ_WHO = 14,
+	/* str user. Reply: OK with u32 status, u64 since ms | UNKNOWN_USER. */
+	CH_REQ_INFO = 15,
+	/* str file id (worker/store.h's form): an operator removes an
+	 * uploaded file. Stores CH_REC_FILE_REMOVED; the worker deletes the
+	 * bytes once this is acked, so a removal is never lost, at worst
+	 * replayed. Reply: OK | BAD_REQUEST. */
+	CH_REQ_FILE_REMOVE = 16,
+};
+
+/*
+ * Events: records the journal puts on a worker's reply ring unasked, with
+ * request id 0 and one of these as the status.
+ */
+enum ch_bus_event {
+	/* str room, u64 seq, u32 n, n x str user: join every connection of
+	 * these users to the room, replaying from seq (a DM arrived). */
+	CH_EV_AUTOJOIN = 0x100,
+	/* str user, u32 status, u32 n, n x u32 room id: the user's status
+	 * changed; tell the connections that joined one of these rooms. */
+	CH_EV_PRESENCE = 0x101,
+	/* No fields: the journal (re)started and knows no presence: report
+	 * every connection again (CH_PRES_OPEN, and IDLE / SET as they are). */
+	CH_EV_RESYNC = 0x102,
 };
 
 #define CH_SINCE_NONE UINT64_MAX
@@ -64,6 +104,14 @@ enum ch_bus_status {
 	CH_BUS_LIMIT = 7,		/* a configured limit: 403 limit_reached */
 	CH_BUS_BAD_REQUEST = 8,		/* malformed request: 400 */
 	CH_BUS_UNAVAILABLE = 9,		/* the journal cannot store: 503 */
+	/* Replication (journal/repl.h): a write sent to a standby, which
+	 * serves reads only: 503 read_only, the message names the primary. */
+	CH_BUS_READ_ONLY = 10,
+	/* ack = replica and the standby did not confirm the record within
+	 * ack_timeout (none attached, or cut off): 503 replica_unavailable.
+	 * The record is stored here; a retry with the same client id is
+	 * answered once the standby has it. */
+	CH_BUS_REPLICA_UNAVAILABLE = 11,
 };
 
 #endif

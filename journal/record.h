@@ -68,8 +68,9 @@ enum ch_record_type {
 	 * by the uploads module (suggested: bytes file id, u64 size, bytes
 	 * name, bytes content type, bytes storage key). */
 	CH_REC_FILE_STORED = 6,
-	/* Reserved for uploads: a stored file was removed. Payload: bytes
-	 * file id. */
+	/* An operator removed an uploaded file (chatadm rm-file). Payload:
+	 * bytes file id. No state: the record is the audit trail, and a
+	 * standby learns of the removal from it. */
 	CH_REC_FILE_REMOVED = 7,
 	/* Replication promotion: this node became primary. The header's epoch
 	 * is the new epoch, and every later record carries it (or a later

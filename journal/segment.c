@@ -1085,3 +1085,56 @@ int ch_log_recover(const char *dir, unsigned flags, ch_log_record_fn *fn,
 	free(r.starts);
 	return rc;
 }
+
+/* ---- truncation (replication fencing) -------------------------------- */
+
+int ch_log_truncate(const char *dir, uint64_t pos, uint64_t *bytes_cut)
+{
+	uint64_t *starts = NULL, cut = 0;
+	size_t n = 0;
+	char path[PATH_MAX];
+	int rc = list_segments(dir, &starts, &n), removed = 0;
+
+	if (bytes_cut)
+		*bytes_cut = 0;
+	if (rc != 0)
+		return rc == -ENOENT && pos == 0 ? 0 : rc;
+	/* Last segment first, as recovery cuts: a crash half-way leaves a
+	 * shorter log that is still contiguous. The first segment is cut to
+	 * empty rather than removed, so the log keeps its start. */
+	for (size_t j = n; j-- > 0;) {
+		int64_t size = segment_size(dir, starts[j]);
+
+		if (size < 0) {
+			rc = (int)size;
+			goto out;
+		}
+		if (starts[j] + (uint64_t)size <= pos)
+			break;
+		if (starts[j] >= pos && j > 0) {
+			rc = ch_log_segment_path(path, sizeof(path), dir, starts[j]);
+			if (rc == 0 && unlink(path) != 0) {
+				rc = -errno;
+				ch_err("unlink %s: %s", path, strerror(errno));
+			}
+			if (rc != 0)
+				goto out;
+			cut += (uint64_t)size;
+			removed = 1;
+			continue;
+		}
+		uint64_t keep = pos > starts[j] ? pos - starts[j] : 0;
+		rc = cut_segment(dir, starts[j], keep);
+		if (rc != 0)
+			goto out;
+		cut += (uint64_t)size - keep;
+		break;
+	}
+	if (removed)
+		rc = fsync_path(dir);
+	if (bytes_cut)
+		*bytes_cut = cut;
+out:
+	free(starts);
+	return rc;
+}

@@ -239,4 +239,17 @@ struct ch_log_recover_report {
 int ch_log_recover(const char *dir, unsigned flags, ch_log_record_fn *fn,
 		   void *arg, struct ch_log_recover_report *rep);
 
+/* ---- truncation ----------------------------------------------------- */
+
+/*
+ * Cut the log in dir at pos, a record boundary (no writer may be open):
+ * segments wholly past pos are removed (last first), the one holding pos
+ * is cut there, durably (fsync of the file, and of the directory when a
+ * segment went). For replication fencing: a returning old primary drops
+ * the records the new primary never had (journal/repl.h). A pos at or
+ * past the end changes nothing. *bytes_cut (may be NULL) gets the bytes
+ * removed. Returns 0 or a negative errno (logged).
+ */
+int ch_log_truncate(const char *dir, uint64_t pos, uint64_t *bytes_cut);
+
 #endif

@@ -17,7 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CH_NAME_MAX 64		/* room ids; usernames are at most 32 */
+#define CH_NAME_MAX 68		/* room names (CH_ROOM_NAME_MAX: ids and dm:A:B) */
 #define CH_CLIENT_ID_MAX 128	/* a client's message id */
 #define CH_DEDUPE_WINDOW 65536	/* recent (user, id) pairs remembered */
 

@@ -122,6 +122,53 @@ static int cfg_check_slot_size(const struct ch_config *c, char *why, size_t whyl
 static const char *const cfg_ack_modes[] = {
 	[CH_ACK_WRITE] = "write",
 	[CH_ACK_FSYNC] = "fsync",
+	[CH_ACK_REPLICA] = "replica",
+	NULL
+};
+
+static const char *const cfg_repl_roles[] = {
+	[CH_ROLE_PRIMARY] = "primary",
+	[CH_ROLE_STANDBY] = "standby",
+	NULL
+};
+
+/* An address of [replication]: empty (none) or host:port as for listen. */
+static int cfg_check_repl_addr(const char *name, const char *v, char *why, size_t whylen)
+{
+	struct ch_listen_addr a;
+	char reason[CH_CONFIG_ERR_MAX / 2];
+
+	if (!v[0] || ch_config_parse_listen(v, &a, reason, sizeof(reason)) == 0)
+		return 0;
+	snprintf(why, whylen, "%s: %s", name, reason);
+	return -1;
+}
+
+static int cfg_check_repl_listen(const struct ch_config *c, char *why, size_t whylen)
+{
+	return cfg_check_repl_addr("listen", c->repl_listen, why, whylen);
+}
+
+static int cfg_check_repl_primary(const struct ch_config *c, char *why, size_t whylen)
+{
+	return cfg_check_repl_addr("primary", c->repl_primary, why, whylen);
+}
+
+static const char *const cfg_upload_backends[] = {
+	[CH_UPLOAD_LOCAL] = "local",
+	[CH_UPLOAD_S3] = "s3",
+	NULL
+};
+
+static const char *const cfg_s3_styles[] = {
+	[CH_S3_PATH] = "path",
+	[CH_S3_VIRTUAL] = "virtual",
+	NULL
+};
+
+static const char *const cfg_s3_protocols[] = {
+	[CH_S3_HTTP] = "http",
+	[CH_S3_HTTPS] = "https",
 	NULL
 };
 
@@ -170,6 +217,10 @@ static const struct cfg_key cfg_keys[] = {
 	  .min = 0, .max = CFG_MS_PER_H, .def = "10s",
 	  CFG_FIELD(shutdown_timeout_ms, uint32_t),
 	  .help = "On SIGTERM, time given to requests in progress before exit." },
+	{ CFG_KEY("server", "away_after"), .type = CFG_DURATION,
+	  .min = CFG_MS_PER_S, .max = 24 * CFG_MS_PER_H, .def = "5m",
+	  CFG_FIELD(away_after_ms, uint32_t),
+	  .help = "A user whose WebSocket connections sent nothing this long shows as away." },
 	{ CFG_KEY("server", "max_body_size"), .type = CFG_SIZE,
 	  .min = CFG_KIB, .max = CFG_GIB, .def = "1M",
 	  CFG_FIELD(max_body_size, uint64_t),
@@ -182,10 +233,14 @@ static const struct cfg_key cfg_keys[] = {
 	  CFG_FIELD(access_log, char *),
 	  .help = "One line per request: off, stderr, or a file path." },
 
+	{ CFG_KEY("admin", "socket"), .type = CFG_PATH, .flags = CFG_EMPTY, .def = "",
+	  CFG_FIELD(admin_socket, char *),
+	  .help = "chatadm's Unix socket (mode 0660); empty: <data_dir>/chatd.sock." },
+
 	{ CFG_KEY("journal", "ack"), .type = CFG_ENUM,
 	  .choices = cfg_ack_modes, .def = "write",
 	  CFG_FIELD(ack, int),
-	  .help = "When a send is acked: write (in the log) or fsync (on disk)." },
+	  .help = "When a send is acked: write (in the log), fsync (on disk) or replica." },
 	{ CFG_KEY("journal", "segment_size"), .type = CFG_SIZE,
 	  .min = 64 * CFG_KIB, .max = 4 * CFG_GIB, .def = "64M",
 	  CFG_FIELD(segment_size, uint64_t),
@@ -202,6 +257,24 @@ static const struct cfg_key cfg_keys[] = {
 	  .min = 64, .max = 65536, .def = "256",
 	  CFG_FIELD(ring_slot_size, int), .check = cfg_check_slot_size,
 	  .help = "Bytes per ring slot, a multiple of 8; a message may span slots." },
+
+	{ CFG_KEY("replication", "role"), .type = CFG_ENUM,
+	  .choices = cfg_repl_roles, .def = "primary",
+	  CFG_FIELD(repl_role, int),
+	  .help = "Role at start: primary (takes writes) or standby (follows primary)." },
+	{ CFG_KEY("replication", "listen"), .type = CFG_STRING, .flags = CFG_EMPTY, .def = "",
+	  CFG_FIELD(repl_listen, char *), .check = cfg_check_repl_listen,
+	  .help = "host:port where standbys connect while primary; empty: none." },
+	{ CFG_KEY("replication", "primary"), .type = CFG_STRING, .flags = CFG_EMPTY, .def = "",
+	  CFG_FIELD(repl_primary, char *), .check = cfg_check_repl_primary,
+	  .help = "host:port of the peer's replication listener; a standby follows it." },
+	{ CFG_KEY("replication", "secret_file"), .type = CFG_PATH, .flags = CFG_EMPTY, .def = "",
+	  CFG_FIELD(repl_secret_file, char *),
+	  .help = "Shared secret for the HMAC challenge both ways; empty: no check." },
+	{ CFG_KEY("replication", "ack_timeout"), .type = CFG_DURATION,
+	  .min = 100, .max = 9 * CFG_MS_PER_S, .def = "5s",
+	  CFG_FIELD(repl_ack_timeout_ms, uint32_t),
+	  .help = "ack = replica: how long a send waits for the standby before failing." },
 
 	{ CFG_KEY("auth", "key_file"), .type = CFG_PATH, .flags = CFG_EMPTY, .def = "",
 	  CFG_FIELD(key_file, char *),
@@ -243,6 +316,52 @@ static const struct cfg_key cfg_keys[] = {
 	  .min = 2, .max = 100000, .def = "1000",
 	  CFG_FIELD(max_participants, int),
 	  .help = "Participants in one room." },
+
+	{ CFG_KEY("uploads", "backend"), .type = CFG_ENUM,
+	  .choices = cfg_upload_backends, .def = "local",
+	  CFG_FIELD(upload_backend, int),
+	  .help = "Where uploaded files go: local (upload_dir) or s3 ([s3])." },
+	{ CFG_KEY("uploads", "dir"), .type = CFG_PATH, .flags = CFG_EMPTY, .def = "",
+	  CFG_FIELD(upload_dir, char *),
+	  .help = "Local files (and S3 spool); empty: <data_dir>/files." },
+	{ CFG_KEY("uploads", "max_size"), .type = CFG_SIZE,
+	  .min = CFG_KIB, .max = 4095 * CFG_MIB, .def = "25M",
+	  CFG_FIELD(upload_max_size, uint64_t),
+	  .help = "Largest uploaded file; larger uploads get 413." },
+	{ CFG_KEY("uploads", "url_expiry"), .type = CFG_DURATION,
+	  .min = CFG_MS_PER_M, .max = 30 * 24 * CFG_MS_PER_H, .def = "168h",
+	  CFG_FIELD(upload_url_expiry_ms, uint32_t),
+	  .help = "Life of the signed (local) or presigned (S3) URL of an upload." },
+
+	{ CFG_KEY("s3", "endpoint"), .type = CFG_STRING, .flags = CFG_EMPTY, .def = "",
+	  CFG_FIELD(s3_endpoint, char *),
+	  .help = "host[:port] of the S3-compatible service." },
+	{ CFG_KEY("s3", "bucket"), .type = CFG_STRING, .flags = CFG_EMPTY, .def = "",
+	  CFG_FIELD(s3_bucket, char *),
+	  .help = "Bucket the files go to." },
+	{ CFG_KEY("s3", "region"), .type = CFG_STRING, .flags = CFG_EMPTY, .def = "",
+	  CFG_FIELD(s3_region, char *),
+	  .help = "Location constraint when the bucket is created; empty: the default." },
+	{ CFG_KEY("s3", "access_key"), .type = CFG_STRING, .flags = CFG_EMPTY, .def = "",
+	  CFG_FIELD(s3_access_key, char *),
+	  .help = "Access key id." },
+	{ CFG_KEY("s3", "secret_key_file"), .type = CFG_PATH, .flags = CFG_EMPTY, .def = "",
+	  CFG_FIELD(s3_secret_key_file, char *),
+	  .help = "File holding the secret access key (first line)." },
+	{ CFG_KEY("s3", "style"), .type = CFG_ENUM,
+	  .choices = cfg_s3_styles, .def = "path",
+	  CFG_FIELD(s3_style, int),
+	  .help = "path (endpoint/bucket/key) or virtual (bucket.endpoint/key)." },
+	{ CFG_KEY("s3", "protocol"), .type = CFG_ENUM,
+	  .choices = cfg_s3_protocols, .def = "https",
+	  CFG_FIELD(s3_protocol, int),
+	  .help = "http or https." },
+	{ CFG_KEY("s3", "public_url"), .type = CFG_STRING, .flags = CFG_EMPTY, .def = "",
+	  CFG_FIELD(s3_public_url, char *),
+	  .help = "Base URL of a public bucket; empty: presigned URLs." },
+	{ CFG_KEY("s3", "create_bucket"), .type = CFG_BOOL, .def = "off",
+	  CFG_FIELD(s3_create_bucket, int),
+	  .help = "Create the bucket when it is missing." },
 };
 
 #define CFG_NKEYS (sizeof(cfg_keys) / sizeof(cfg_keys[0]))

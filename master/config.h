@@ -41,9 +41,13 @@ struct ch_config {
 	uint32_t header_timeout_ms;	/* request head must arrive within this */
 	uint32_t idle_timeout_ms;	/* keep-alive connection with no request */
 	uint32_t shutdown_timeout_ms;	/* SIGTERM: finish requests, then exit */
+	uint32_t away_after_ms;		/* WebSocket silence that makes a user away */
 	uint64_t max_body_size;		/* bytes of a request body (not uploads) */
 	int log_level;			/* enum ch_log_level */
 	char access_log[CH_PATH_MAX];	/* "off", "stderr" or a file path */
+
+	/* [admin] */
+	char admin_socket[CH_PATH_MAX];	/* chatadm's Unix socket; "" = <data_dir>/chatd.sock */
 
 	/* [journal] */
 	int ack;			/* enum ch_ack_mode */
@@ -51,6 +55,13 @@ struct ch_config {
 	int room_rings;			/* shared-memory room rings */
 	int ring_slots;			/* slots per room ring (power of two) */
 	int ring_slot_size;		/* bytes per slot (multiple of 8) */
+
+	/* [replication] (journal/repl.h) */
+	int repl_role;			/* enum ch_repl_role: the role at start */
+	char repl_listen[CH_ADDR_MAX];	/* host:port standbys connect to; "" = none */
+	char repl_primary[CH_ADDR_MAX];	/* host:port of the peer to follow; "" = none */
+	char repl_secret_file[CH_PATH_MAX];	/* shared HMAC secret; "" = no auth */
+	uint32_t repl_ack_timeout_ms;	/* ack = replica: longest wait for the standby */
 
 	/* [auth] */
 	char key_file[CH_PATH_MAX];	/* "" = <data_dir>/jwt.key */
@@ -65,11 +76,49 @@ struct ch_config {
 	uint64_t max_message_bytes;
 	int max_rooms_per_user;
 	int max_participants;
+
+	/* [uploads] (worker/upload.h) */
+	int upload_backend;		/* enum ch_upload_backend */
+	char upload_dir[CH_PATH_MAX];	/* local files; "" = <data_dir>/files */
+	uint64_t upload_max_size;	/* bytes of one uploaded file */
+	uint32_t upload_url_expiry_ms;	/* life of a signed or presigned URL */
+
+	/* [s3] (worker/store_s3.h) */
+	char s3_endpoint[CH_ADDR_MAX];	/* host[:port] */
+	char s3_bucket[CH_ADDR_MAX];
+	char s3_region[CH_ADDR_MAX];
+	char s3_access_key[CH_ADDR_MAX];
+	char s3_secret_key_file[CH_PATH_MAX];
+	int s3_style;			/* enum ch_s3_style */
+	int s3_protocol;		/* enum ch_s3_protocol */
+	char s3_public_url[CH_PATH_MAX];	/* "" = presigned URLs */
+	int s3_create_bucket;		/* create the bucket when it is missing */
+};
+
+enum ch_upload_backend {
+	CH_UPLOAD_LOCAL,	/* files under upload_dir */
+	CH_UPLOAD_S3,		/* an S3-compatible store ([s3]) */
+};
+
+enum ch_s3_style {
+	CH_S3_PATH,		/* http://endpoint/bucket/key */
+	CH_S3_VIRTUAL,		/* http://bucket.endpoint/key */
+};
+
+enum ch_s3_protocol {
+	CH_S3_HTTP,
+	CH_S3_HTTPS,
 };
 
 enum ch_ack_mode {
 	CH_ACK_WRITE,	/* acked once in the log (page cache) */
 	CH_ACK_FSYNC,	/* acked once on disk */
+	CH_ACK_REPLICA,	/* acked once on disk here and on the standby */
+};
+
+enum ch_repl_role {
+	CH_ROLE_PRIMARY,	/* takes writes, streams the log to a standby */
+	CH_ROLE_STANDBY,	/* follows a primary, serves reads only */
 };
 
 enum ch_hash_method {

@@ -48,6 +48,10 @@ int main(int argc, char **argv)
 	int test = 0, print = 0, repair = 0, c;
 	char pathbuf[CH_PATH_MAX];
 
+	/* A child the master started by exec (after chatadm upgrade). */
+	if (argc == 2 && strcmp(argv[1], "--child") == 0)
+		return ch_master_exec_child(argc, argv);
+
 	while ((c = getopt_long(argc, argv, "c:tThV", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c':

@@ -77,7 +77,23 @@ enum ch_shm_limit_table {
 	X(journal_fsyncs, counter, "fdatasync calls on the log") \
 	X(journal_fsync_us, counter, "Microseconds spent in fdatasync") \
 	X(journal_log_end, gauge, "Log position after the last record") \
-	X(requests_failed, counter, "Requests to the journal answered with an error or timed out")
+	X(requests_failed, counter, "Requests to the journal answered with an error or timed out") \
+	X(conns_handed_over, counter, "Connections a retiring worker handed to the others") \
+	X(conns_adopted, counter, "Connections taken over from a retiring worker") \
+	X(repl_role, gauge, "Replication role: 0 primary, 1 standby") \
+	X(repl_epoch, gauge, "Replication epoch: bumped by each promotion") \
+	X(repl_connected, gauge, "1 while a replication peer is attached and streaming") \
+	X(repl_peer_addr, gauge, "Replication peer's IPv4 address as a 32-bit number, 0 for none") \
+	X(repl_peer_port, gauge, "Replication peer's TCP port, 0 for none") \
+	X(repl_sent_pos, gauge, "Log position streamed to the standby (primary) or received (standby)") \
+	X(repl_acked_pos, gauge, "Log position the standby has confirmed durable") \
+	X(repl_lag_records, gauge, "Records appended here and not yet confirmed by the standby") \
+	X(repl_lag_bytes, gauge, "Log bytes appended here and not yet confirmed by the standby") \
+	X(repl_lag_ms, gauge, "Milliseconds from the append to the standby's confirmation, last batch") \
+	X(repl_lag_p99_ms, gauge, "p99 of that latency over the last 4096 confirmed batches") \
+	X(repl_reconnects, counter, "Replication connections made (standby) or accepted (primary)") \
+	X(repl_ack_timeouts, counter, "Sends failed because the standby did not confirm in time") \
+	X(repl_bytes, counter, "Log bytes streamed (primary) or received (standby)")
 
 struct ch_stats {
 #define CH_STATS_MEMBER(name, kind, help) _Atomic uint64_t name;

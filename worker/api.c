@@ -31,7 +31,9 @@
 #include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 /* A token verified recently: keep-alive clients send the same one with
  * every request, and checking it again (base64, JSON, HMAC) is most of
@@ -93,6 +95,8 @@ void ch_api_key_path(const struct ch_config *cfg, char *out, size_t len)
 		snprintf(out, len, "%s/jwt.key", cfg->data_dir);
 }
 
+static void loop_priority(void);
+
 int ch_api_init(struct ch_worker *w)
 {
 	const struct ch_config *cfg = w->cfg;
@@ -101,6 +105,7 @@ int ch_api_init(struct ch_worker *w)
 
 	if (!a)
 		return -1;
+	loop_priority();
 	ch_api_key_path(cfg, path, sizeof(path));
 	/* The master created the file before forking; this only reads it. */
 	if (ch_key_load_or_create(path, a->key, sizeof(a->key)) < 0)
@@ -368,15 +373,59 @@ static int submit(struct ch_worker *w, struct ch_conn *c, struct api_op *op,
 /* Register                                                               */
 
 /*
- * Hashing threads run at a lower priority than the event loops: on a busy
- * machine a storm of logins then slows logins, not every other request
- * (a yescrypt hash is ~26 ms of CPU; the loop's work is microseconds).
+ * The kernel's struct sched_attr (sched_setattr(2)), declared here because
+ * glibc has no wrapper and <linux/sched/types.h> clashes with <sched.h>.
+ */
+struct ch_sched_attr {
+	uint32_t size;
+	uint32_t sched_policy;
+	uint64_t sched_flags;
+	int32_t sched_nice;
+	uint32_t sched_priority;
+	uint64_t sched_runtime;	/* SCHED_OTHER: the requested slice, in ns (EEVDF) */
+	uint64_t sched_deadline;
+	uint64_t sched_period;
+};
+
+/* This thread: SCHED_OTHER with this nice value and slice (0: the default). */
+static int set_sched(int nice, uint64_t slice_ns)
+{
+	struct ch_sched_attr a = {
+		.size = sizeof(a), .sched_policy = 0 /* SCHED_OTHER */,
+		.sched_nice = nice, .sched_runtime = slice_ns,
+	};
+	return (int)syscall(SYS_sched_setattr, 0, &a, 0);
+}
+
+/*
+ * The event loop asks for a short time slice: under EEVDF (Linux 6.6; the
+ * slice hint since 6.12) a loop that wakes then has an earlier deadline
+ * than a hashing thread in the middle of its slice and runs first, so a
+ * storm of logins adds little to the latency of other requests. A kernel
+ * without the hint refuses it; the hashing threads' lower priority alone
+ * then does what it can.
+ */
+static void loop_priority(void)
+{
+	static __thread int done;
+	if (!done && set_sched(0, CH_API_LOOP_SLICE_NS) < 0)
+		ch_debug("sched_setattr (a short slice for the event loop): %s", strerror(errno));
+	done = 1;
+}
+
+/*
+ * Hashing threads run at a lower priority than the event loops, with the
+ * default slice: on a busy machine a storm of logins then slows logins,
+ * not every other request (a yescrypt hash is ~26 ms of CPU; the loop's
+ * work is microseconds). Still a share of the CPU, not SCHED_IDLE: logins
+ * must go on while the loops are busy.
  */
 static void hashing_priority(void)
 {
 	static __thread int done;
 	if (!done) {
-		if (setpriority(PRIO_PROCESS, (id_t)gettid(), CH_API_HASH_NICE) < 0)
+		if (set_sched(CH_API_HASH_NICE, 0) < 0 &&
+		    setpriority(PRIO_PROCESS, (id_t)gettid(), CH_API_HASH_NICE) < 0)
 			ch_warn("setpriority for a hashing thread: %s", strerror(errno));
 		done = 1;
 	}
@@ -789,6 +838,7 @@ void ch_api_send(struct ch_worker *w, struct ch_conn *c, struct ch_req *r, const
 static void job_history(struct ch_job *job)
 {
 	struct api_op *op = CH_POOL_CONTAINER_OF(job, struct api_op, job);
+	loop_priority();	/* history reads are requests waiting too */
 	struct ch_logread *lr = ch_logread_thread(op->w->api->log_dir);
 	void *buf = malloc(CH_RECORD_MAX);
 

@@ -14,6 +14,7 @@
 #define CH_API_HISTORY_MAX 500
 #define CH_API_TOKEN_CACHE 256		/* verified tokens remembered per worker */
 #define CH_API_HASH_NICE 10		/* hashing threads yield to the loops */
+#define CH_API_LOOP_SLICE_NS 100000	/* the loop's scheduler slice (the least allowed) */
 
 /* Load the token key and set up the limits. */
 int ch_api_init(struct ch_worker *w);

@@ -6,7 +6,9 @@
 
 #include "common/log.h"
 #include "worker/worker.h"
+#include "worker/wsconn.h"
 
+#include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
@@ -19,8 +21,31 @@ static uint64_t monotonic_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/* The journal's stats block, for the replication peer a standby names
+ * in its read_only error (set by ch_bus_init, read only). */
+static const struct ch_stats *bus_journal_stats;
+
+/* "... the primary at a.b.c.d:port": the peer the standby's journal
+ * follows now (it changes on promotion and fencing), from its stats. */
+static const char *bus_read_only_message(void)
+{
+	static __thread char msg[160];
+	uint64_t addr = bus_journal_stats ? CH_STAT_GET(bus_journal_stats, repl_peer_addr) : 0;
+	uint64_t port = bus_journal_stats ? CH_STAT_GET(bus_journal_stats, repl_peer_port) : 0;
+
+	if (!addr || !port)
+		return "this node is a read-only standby; send writes to the primary";
+	snprintf(msg, sizeof(msg), "this node is a read-only standby; send writes to the "
+		 "primary (replication address %u.%u.%u.%u:%u)", (unsigned)(addr >> 24) & 255,
+		 (unsigned)(addr >> 16) & 255, (unsigned)(addr >> 8) & 255, (unsigned)addr & 255,
+		 (unsigned)port);
+	return msg;
+}
+
 const struct ch_bus_error *ch_bus_error(uint32_t status)
 {
+	static __thread struct ch_bus_error read_only;
+
 	static const struct ch_bus_error errors[] = {
 		[CH_BUS_USER_EXISTS] = { 409, "user_exists", "that username is taken" },
 		[CH_BUS_NO_SUCH_USER] = { 401, "invalid_credentials", "wrong username or password" },
@@ -31,7 +56,16 @@ const struct ch_bus_error *ch_bus_error(uint32_t status)
 		[CH_BUS_LIMIT] = { 403, "limit_reached", "a configured limit was reached" },
 		[CH_BUS_BAD_REQUEST] = { 400, "bad_request", "the request was refused as malformed" },
 		[CH_BUS_UNAVAILABLE] = { 503, "unavailable", "the journal cannot serve this now; retry" },
+		[CH_BUS_READ_ONLY] = { 503, "read_only", "this node is a read-only standby" },
+		[CH_BUS_REPLICA_UNAVAILABLE] = { 503, "replica_unavailable",
+			"stored here, but the standby did not confirm it in time (ack = replica); "
+			"retry with the same id" },
 	};
+	if (status == CH_BUS_READ_ONLY) {
+		read_only = errors[status];
+		read_only.message = bus_read_only_message();
+		return &read_only;
+	}
 	if (status >= sizeof(errors) / sizeof(errors[0]) || !errors[status].code)
 		status = CH_BUS_UNAVAILABLE;
 	return &errors[status];
@@ -44,6 +78,7 @@ int ch_bus_init(struct ch_bus *bus, const struct ch_shm *shm, int index)
 	bus->out = ch_shm_reply(shm, index);
 	bus->journal_efd = shm->journal_efd;
 	bus->efd = shm->worker_efd[index];
+	bus_journal_stats = ch_shm_stats(shm, CH_SHM_PROC_JOURNAL);
 	ch_spsc_producer_attach(bus->in);
 	ch_spsc_consumer_attach(bus->out);
 	/* A new incarnation number: replies meant for a predecessor in this
@@ -98,6 +133,19 @@ int ch_bus_send(struct ch_bus *bus, uint32_t type, struct ch_payload_writer *pw,
 	return 0;
 }
 
+int ch_bus_post(struct ch_bus *bus, uint32_t type, struct ch_payload_writer *pw)
+{
+	size_t len;
+	uint64_t id = 0;
+
+	if (ch_payload_writer_finish(pw, &len) < 0)
+		return -1;
+	memcpy(pw->buf - sizeof(uint64_t), &id, sizeof(id));
+	ch_spsc_commit(bus->in, type, (uint32_t)(len + sizeof(uint64_t)));
+	bus->dirty = 1;
+	return 0;
+}
+
 void ch_bus_flush(struct ch_bus *bus)
 {
 	if (!bus->dirty)
@@ -138,6 +186,13 @@ void ch_bus_drain(struct ch_bus *bus, struct ch_worker *w)
 		uint64_t id;
 		if (len >= sizeof(id)) {
 			memcpy(&id, p, sizeof(id));
+			if (id == 0) {
+				struct ch_payload_reader rd;
+				ch_payload_reader_init(&rd, p + sizeof(id), len - sizeof(id));
+				ch_ws_event(w, status, &rd);
+				ch_spsc_pop(bus->out);
+				continue;
+			}
 			struct ch_bus_pending *pe = &bus->pending[(uint32_t)id % CH_BUS_PENDING];
 			if (pe->req_id == id) {
 				struct ch_payload_reader rd;

@@ -72,10 +72,15 @@ int ch_bus_begin(struct ch_bus *bus, struct ch_payload_writer *pw, uint32_t max_
 int ch_bus_send(struct ch_bus *bus, uint32_t type, struct ch_payload_writer *pw,
 		struct ch_worker *w, struct ch_conn *c, ch_bus_fn fn, void *ctx);
 
+/* Commit a request begun with ch_bus_begin that has no reply (request
+ * id 0). Returns -1 when the payload did not fit. */
+int ch_bus_post(struct ch_bus *bus, uint32_t type, struct ch_payload_writer *pw);
+
 /* End of a loop turn: publish what was committed and wake the journal. */
 void ch_bus_flush(struct ch_bus *bus);
 
-/* The eventfd fired: hand every reply to its callback. */
+/* The eventfd fired: hand every reply to its callback, and every event
+ * (request id 0, journal/proto.h's enum ch_bus_event) to ch_ws_event. */
 void ch_bus_drain(struct ch_bus *bus, struct ch_worker *w);
 
 /* Fail requests older than the timeout. */

@@ -66,6 +66,13 @@ enum {
 	CH_CONN_FLUSH_QUEUED = 1 << 3,	/* on the worker's flush list this turn */
 	CH_CONN_PEER_EOF = 1 << 4,	/* the client shut its write side */
 	CH_CONN_REARM = 1 << 5,		/* receive ended (no buffers): re-arm this turn */
+	CH_CONN_RECV_PAUSED = 1 << 6,	/* ch_conn_recv_pause: no receive (handoff) */
+	CH_CONN_BODY_PAUSED = 1 << 7,	/* a streamed body's consumer is behind: no receive */
+};
+
+/* Either reason to stop receiving; each is lifted on its own. */
+enum {
+	CH_CONN_RECV_STOPPED = CH_CONN_RECV_PAUSED | CH_CONN_BODY_PAUSED,
 };
 
 struct ch_req;

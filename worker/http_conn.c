@@ -101,6 +101,8 @@ void ch_http_conn_reset(struct ch_conn *c)
 	struct ch_req *r = c->req;
 	if (!r)
 		return;
+	if (r->sink)
+		r->sink->release(r->sink_ctx);
 	free(r->body);
 	free(r->head_copy);
 	free(r);
@@ -151,6 +153,10 @@ static void request_done(struct ch_worker *w, struct ch_conn *c)
 
 	if (r)
 		access_log(w, c, r);
+	/* Answered while a streamed body was held back: receive again, so
+	 * the linger before close can drain what the client still sends. */
+	if (r && r->sink_paused)
+		ch_conn_body_resume(w, c);
 	ch_http_conn_reset(c);
 	c->requests++;
 	if (!keep) {
@@ -226,6 +232,13 @@ void ch_respond(struct ch_worker *w, struct ch_conn *c, int status,
 	respond_common(w, c, status, content_type, body, body_len, extra_headers, NULL);
 }
 
+void ch_respond_outbuf(struct ch_worker *w, struct ch_conn *c, int status,
+		       const char *content_type, size_t body_len, const char *extra_headers,
+		       struct ch_outbuf *b)
+{
+	respond_common(w, c, status, content_type, NULL, body_len, extra_headers, b);
+}
+
 void ch_respond_ref(struct ch_worker *w, struct ch_conn *c, int status,
 		    const char *content_type, const void *body, size_t body_len,
 		    const char *extra_headers)
@@ -275,6 +288,11 @@ static void fail(struct ch_worker *w, struct ch_conn *c, int status, const char 
 		if (c->req)
 			c->req->start_ms = w->now_ms;
 	}
+	/* Out of HEAD and BODY: the request goes with the answer, and bytes
+	 * still arriving (the rest of a body) must not be read as its body
+	 * or as a next request while the answer is sent. */
+	c->state = CH_CONN_BUSY;
+	ch_worker_timer_set(w, c, CH_TIMER_NONE);
 	ch_respond_error(w, c, status, code, message);
 }
 
@@ -282,6 +300,12 @@ void ch_http_conn_timeout(struct ch_worker *w, struct ch_conn *c)
 {
 	ch_debug("worker %d: request timeout on fd %d", w->index, c->fd);
 	fail(w, c, 408, "request_timeout", "the request did not arrive in time");
+}
+
+void ch_http_body_fail(struct ch_worker *w, struct ch_conn *c, int status, const char *code,
+		       const char *message)
+{
+	fail(w, c, status, code, message);
 }
 
 static void parse_error(struct ch_worker *w, struct ch_conn *c, int rc)
@@ -329,12 +353,133 @@ static int body_reserve(struct ch_req *r, size_t more)
 	return 0;
 }
 
+/* ---------------------------------------------------------------------- */
+/* Streamed bodies                                                        */
+
+void ch_http_body_stream(struct ch_req *r, const struct ch_body_sink *sink, void *ctx)
+{
+	r->sink = sink;
+	r->sink_ctx = ctx;
+}
+
+static void send_continue(struct ch_worker *w, struct ch_conn *c)
+{
+	struct ch_req *r = c->req;
+	if (r->http.expect_continue && r->http.minor >= 1) {
+		struct ch_outbuf *b = ch_outbuf_ref(continue_100, sizeof(continue_100) - 1,
+						    NULL, NULL);
+		ch_conn_queue(w, c, b);
+	}
+}
+
+/* The whole body went to the sink: it answers, now or later. */
+static void stream_end(struct ch_worker *w, struct ch_conn *c)
+{
+	c->state = CH_CONN_BUSY;
+	ch_worker_timer_set(w, c, CH_TIMER_NONE);
+	c->req->sink->end(w, c);
+}
+
+/* A route's begin handler took the body: read it as a stream. */
+static void begin_stream(struct ch_worker *w, struct ch_conn *c)
+{
+	struct ch_req *r = c->req;
+
+	if (r->http.chunked) {
+		ch_chunked_init(&r->chunked);
+	} else if (r->http.content_length > 0) {
+		r->body_left = (uint64_t)r->http.content_length;
+	} else {
+		stream_end(w, c);
+		return;
+	}
+	c->state = CH_CONN_BODY;
+	ch_worker_timer_set(w, c, CH_TIMER_HEAD);
+	send_continue(w, c);
+}
+
+/* Hand the body bytes held in the input to the sink, one step. */
+static void read_body_stream(struct ch_worker *w, struct ch_conn *c)
+{
+	struct ch_req *r = c->req;
+	struct ch_inbuf *in = c->in;
+	char *p = in->data + in->off;
+	size_t avail = in->len - in->off, n;
+	int done = 0;
+
+	if (!r->http.chunked) {
+		n = avail < r->body_left ? avail : (size_t)r->body_left;
+		r->body_left -= n;
+		in->off += n;
+		done = r->body_left == 0;
+	} else {
+		/* Decoded in place: the output never overtakes the input. */
+		long used = ch_chunked_feed(&r->chunked, p, avail, p, &n, &done);
+		if (used < 0) {
+			fail(w, c, 400, "bad_request", "malformed chunked body");
+			return;
+		}
+		in->off += (size_t)used;
+	}
+	int rc = n ? r->sink->data(w, c, p, n) : CH_SINK_MORE;
+	if (rc == CH_SINK_ERROR)
+		return;
+	if (done) {
+		stream_end(w, c);
+	} else if (rc == CH_SINK_FULL) {
+		r->sink_paused = 1;
+		ch_worker_timer_set(w, c, CH_TIMER_NONE);
+		ch_conn_body_pause(w, c);
+	}
+}
+
+void ch_http_body_resume(struct ch_worker *w, struct ch_conn *c)
+{
+	struct ch_req *r = c->req;
+
+	if (!r || !r->sink_paused || c->state != CH_CONN_BODY)
+		return;
+	r->sink_paused = 0;
+	ch_worker_timer_set(w, c, CH_TIMER_HEAD);
+	ch_conn_body_resume(w, c);
+	ch_http_conn_input(w, c);
+}
+
+/*
+ * Offer a request with a body to the streaming routes before anything of
+ * the body is read. 1: taken (streamed, or answered), 0: not theirs.
+ */
+static int offer_stream(struct ch_worker *w, struct ch_conn *c)
+{
+	struct ch_req *r = c->req;
+	int keep = r->http.keep_alive;
+
+	if (r->http.method != CH_HTTP_POST && r->http.method != CH_HTTP_PUT)
+		return 0;
+	/* An answer given now comes before the body is read: the
+	 * connection cannot be reused after it. */
+	if (r->http.chunked || r->http.content_length > 0)
+		r->http.keep_alive = 0;
+	c->state = CH_CONN_BUSY;
+	int rc = ch_route_begin(w, c, r);
+	if (rc < 0)
+		return 1;	/* answered; c->req is gone */
+	r->http.keep_alive = keep;
+	c->state = CH_CONN_HEAD;
+	if (rc == 0)
+		return 0;
+	begin_stream(w, c);
+	return 1;
+}
+
 /* Start a request whose head parsed: decide how its body comes. */
 static int begin_body(struct ch_worker *w, struct ch_conn *c)
 {
 	struct ch_req *r = c->req;
 	uint64_t limit = w->cfg->max_body_size;
 
+	if (offer_stream(w, c))
+		return 0;
 	if (r->http.chunked) {
 		ch_chunked_init(&r->chunked);
 	} else if (r->http.content_length > 0) {
@@ -412,8 +557,13 @@ void ch_http_conn_input(struct ch_worker *w, struct ch_conn *c)
 		if (!in || in->off == in->len)
 			break;
 		if (c->state == CH_CONN_BODY) {
+			if (c->req->sink && c->req->sink_paused)
+				break;	/* the sink resumes us */
 			ch_worker_timer_set(w, c, CH_TIMER_HEAD);	/* progress: renew */
-			read_body(w, c);
+			if (c->req->sink)
+				read_body_stream(w, c);
+			else
+				read_body(w, c);
 			continue;
 		}
 		if (!c->req) {

@@ -25,6 +25,8 @@
 #include "worker/api.h"
 #include "worker/pool.h"
 #include "worker/udata.h"
+#include "worker/upload.h"
+#include "worker/handoff.h"
 #include "worker/ws.h"
 #include "worker/wsconn.h"
 
@@ -209,13 +211,14 @@ static void arm_wake(struct ch_worker *w)
 	io_uring_sqe_set_data64(sqe, ch_udata(CH_OP_WAKE, 0, 0));
 }
 
-/* Pool i: 0 the hashing pool, 1 the I/O pool. */
+/* Pool i: 0 the hashing pool, 1 the I/O pool, 2 the file pool (upload.h). */
 static void arm_pool(struct ch_worker *w, uint32_t i)
 {
 	struct io_uring_sqe *sqe = get_sqe(w);
 	if (!sqe)
 		return;
-	io_uring_prep_poll_multishot(sqe, ch_pool_eventfd(i ? w->io_pool : w->pool), POLLIN);
+	int fd = i == 2 ? ch_upload_pool_fd(w) : ch_pool_eventfd(i ? w->io_pool : w->pool);
+	io_uring_prep_poll_multishot(sqe, fd, POLLIN);
 	io_uring_sqe_set_data64(sqe, ch_udata(CH_OP_POOL, 0, i));
 }
 
@@ -344,6 +347,43 @@ void ch_conn_close_after(struct ch_worker *w, struct ch_conn *c)
 		start_linger(w, c);
 }
 
+static void recv_stop(struct ch_worker *w, struct ch_conn *c, uint16_t why)
+{
+	c->flags |= why;
+	if (c->flags & CH_CONN_RECV_ARMED)
+		cancel_op(w, CH_OP_RECV, c);	/* its -ECANCELED completion clears ARMED */
+}
+
+static void recv_go(struct ch_worker *w, struct ch_conn *c, uint16_t why)
+{
+	c->flags &= (uint16_t)~why;
+	/* Still armed: the cancel has not completed yet; on_recv re-arms then. */
+	if (!(c->flags & (CH_CONN_RECV_ARMED | CH_CONN_PEER_EOF | CH_CONN_RECV_STOPPED))) {
+		c->flags |= CH_CONN_REARM;
+		flush_later(w, c);
+	}
+}
+
+void ch_conn_recv_pause(struct ch_worker *w, struct ch_conn *c)
+{
+	recv_stop(w, c, CH_CONN_RECV_PAUSED);
+}
+
+void ch_conn_recv_resume(struct ch_worker *w, struct ch_conn *c)
+{
+	recv_go(w, c, CH_CONN_RECV_PAUSED);
+}
+
+void ch_conn_body_pause(struct ch_worker *w, struct ch_conn *c)
+{
+	recv_stop(w, c, CH_CONN_BODY_PAUSED);
+}
+
+void ch_conn_body_resume(struct ch_worker *w, struct ch_conn *c)
+{
+	recv_go(w, c, CH_CONN_BODY_PAUSED);
+}
+
 static void refuse(int fd)
 {
 	static const char body[] =
@@ -366,7 +406,11 @@ static void refuse(int fd)
 static void on_accept(struct ch_worker *w, int fd)
 {
 	if (w->stopping) {
-		close(fd);
+		/* A retiring worker's late accepts go to the other workers. */
+		if (ch_handoff_retiring())
+			ch_handoff_offer_fd(w, fd);
+		else
+			close(fd);
 		return;
 	}
 	if (w->free_head == CH_NO_INDEX) {
@@ -395,6 +439,35 @@ static void on_accept(struct ch_worker *w, int fd)
 	c->req = NULL;
 	arm_recv(w, c);
 	ch_worker_timer_set(w, c, CH_TIMER_HEAD);
+}
+
+static int inbuf_append(struct ch_conn *c, const char *p, size_t n);
+
+struct ch_conn *ch_worker_adopt(struct ch_worker *w, int fd, uint32_t requests, const char *in,
+				size_t in_len)
+{
+	if (w->stopping || w->free_head == CH_NO_INDEX) {
+		/* Full or going away: closing is all we can do for it. */
+		ch_warn("worker %d: cannot adopt a connection (%s)", w->index,
+			w->stopping ? "stopping" : "full");
+		close(fd);
+		return NULL;
+	}
+	struct ch_conn *c = &w->conns[w->free_head];
+	on_accept(w, fd);
+	CH_STAT_ADD(w->stats, accepted, (uint64_t)-1);	/* not a new client */
+	c->requests = requests;
+	if (in_len) {
+		if (inbuf_append(c, in, in_len) < 0) {
+			ch_conn_close(w, c);
+			return NULL;
+		}
+		ch_http_conn_input(w, c);
+	} else if (requests) {
+		/* Between requests: the keep-alive timeout, not the head's. */
+		ch_worker_timer_set(w, c, CH_TIMER_IDLE);
+	}
+	return c;
 }
 
 static int inbuf_append(struct ch_conn *c, const char *p, size_t n)
@@ -488,15 +561,25 @@ static void on_recv(struct ch_worker *w, struct io_uring_cqe *cqe)
 			c->flags |= CH_CONN_CLOSE_AFTER;
 			return;
 		}
-		if (cqe->res < 0) {
-			if (cqe->res != -ECONNRESET && cqe->res != -ECANCELED)
+		if (cqe->res == -ECANCELED && !(c->flags & CH_CONN_RECV_ARMED) &&
+		    (c->flags & CH_CONN_RECV_STOPPED)) {
+			return;	/* stopped by recv_stop: recv_go re-arms */
+		}
+		if (cqe->res < 0 && cqe->res != -ECANCELED) {
+			if (cqe->res != -ECONNRESET)
 				ch_debug("recv: %s", strerror(-cqe->res));
 			ch_conn_close(w, c);
 			return;
 		}
+		if (cqe->res < 0 && !(c->flags & CH_CONN_RECV_ARMED)) {
+			/* Our pause's cancel, after a resume: receive again. */
+			c->flags |= CH_CONN_REARM;
+			flush_later(w, c);
+			return;
+		}
 	}
 	if (c->state != CH_CONN_FREE && c->state != CH_CONN_CLOSING &&
-	    !(c->flags & (CH_CONN_RECV_ARMED | CH_CONN_PEER_EOF))) {
+	    !(c->flags & (CH_CONN_RECV_ARMED | CH_CONN_PEER_EOF | CH_CONN_RECV_STOPPED))) {
 		c->flags |= CH_CONN_REARM;
 		flush_later(w, c);
 	}
@@ -573,6 +656,8 @@ static void on_send(struct ch_worker *w, struct io_uring_cqe *cqe)
 	}
 	if (!c->out_head)
 		c->out_tail = NULL;
+	if (c->state == CH_CONN_WS)
+		ch_ws_sent(w, c);	/* a paced replay may go on */
 	if (c->out_head)
 		flush_later(w, c);
 	else if (c->flags & CH_CONN_CLOSE_AFTER)
@@ -605,7 +690,8 @@ static void flush(struct ch_worker *w)
 		c->flags &= (uint16_t)~CH_CONN_FLUSH_QUEUED;
 		if (c->state == CH_CONN_FREE || c->state == CH_CONN_CLOSING)
 			continue;
-		if ((c->flags & CH_CONN_REARM) && !(c->flags & CH_CONN_RECV_ARMED))
+		if ((c->flags & CH_CONN_REARM) &&
+		    !(c->flags & (CH_CONN_RECV_ARMED | CH_CONN_RECV_STOPPED)))
 			arm_recv(w, c);
 		if (c->out_head && !(c->flags & CH_CONN_SENDING))
 			start_send(w, c);
@@ -664,12 +750,20 @@ static void begin_stop(struct ch_worker *w)
 			io_uring_prep_cancel64(sqe, ch_udata(CH_OP_ACCEPT, 0, (uint32_t)l), 0);
 			io_uring_sqe_set_data64(sqe, ch_udata(CH_OP_NONE, 0, 0));
 		}
+		/* Retiring (a reload lowered `workers`): the master has closed
+		 * its copy, so what waits in the backlog is all there is. */
+		if (ch_handoff_retiring())
+			ch_handoff_drain_listener(w, w->listen_fds[l]);
 		close(w->listen_fds[l]);
 	}
-	/* Idle keep-alive connections have nothing in flight: close them now.
-	 * Busy ones finish their request and close after its response. */
+	/* Retiring: every connection that can move is offered to the other
+	 * workers first (worker/handoff.h). Otherwise idle keep-alive
+	 * connections have nothing in flight: close them now. Busy ones
+	 * finish their request and close after its response. */
 	for (uint32_t i = 0; i < w->max_conns; i++) {
 		struct ch_conn *c = &w->conns[i];
+		if (ch_handoff_offer(w, c))
+			continue;
 		if (c->state == CH_CONN_HEAD && (!c->in || c->in->off == c->in->len) &&
 		    !c->out_head && !(c->flags & CH_CONN_SENDING))
 			ch_conn_close(w, c);
@@ -680,7 +774,7 @@ static void begin_stop(struct ch_worker *w)
 
 static int stop_done(struct ch_worker *w)
 {
-	if (w->n_conns == 0)
+	if (w->n_conns == 0 && !ch_handoff_busy())
 		return 1;
 	if (w->now_ms >= w->stop_deadline_ms) {
 		ch_warn("worker %d: shutdown timeout, closing %u connections", w->index,
@@ -712,11 +806,7 @@ static int setup_ring(struct ch_worker *w)
 			break;	/* older kernels lack some flags: try fewer */
 	}
 	if (rc < 0) {
-		ch_err("worker %d: io_uring_queue_init: %s", w->index, strerror(-rc));
-		if (rc == -EPERM)
-			ch_err("io_uring is disabled: set the sysctl kernel.io_uring_disabled=0");
-		else if (rc == -ENOMEM)
-			ch_err("io_uring needs locked memory: raise RLIMIT_MEMLOCK (LimitMEMLOCK=)");
+		ch_uring_explain(rc);	/* what failed, and how to fix it */
 		return -1;
 	}
 	io_uring_register_ring_fd(&w->ring);
@@ -813,7 +903,10 @@ static void handle_cqe(struct ch_worker *w, struct io_uring_cqe *cqe)
 		arm_wake(w);
 		break;
 	case CH_OP_POOL:
-		ch_api_pool_done(w);
+		if (ch_udata_index(cqe->user_data) == 2)
+			ch_upload_pool_done(w);
+		else
+			ch_api_pool_done(w);
 		if (!(cqe->flags & IORING_CQE_F_MORE))
 			arm_pool(w, ch_udata_index(cqe->user_data));
 		break;
@@ -848,7 +941,7 @@ int ch_worker_run(const struct ch_config *cfg, int index, const int *listen_fds,
 	w.io_pool = ch_pool_create(CH_WORKER_IO_THREADS, CH_WORKER_POOL_QUEUE);
 	if (!w.pool || !w.io_pool)
 		return 1;
-	if (setup(&w) < 0 || ch_api_init(&w) < 0 || ch_ws_init(&w) < 0)
+	if (setup(&w) < 0 || ch_api_init(&w) < 0 || ch_ws_init(&w) < 0 || ch_upload_init(&w) < 0)
 		return 1;
 	ch_worker_access_log_open(&w);
 	w.now_ms = monotonic_ms();
@@ -859,6 +952,7 @@ int ch_worker_run(const struct ch_config *cfg, int index, const int *listen_fds,
 	arm_wake(&w);
 	arm_pool(&w, 0);
 	arm_pool(&w, 1);
+	arm_pool(&w, 2);
 	CH_STAT_SET(w.stats, ready, 1);
 	ch_debug("worker %d ready", index);
 
@@ -886,9 +980,11 @@ int ch_worker_run(const struct ch_config *cfg, int index, const int *listen_fds,
 			refresh_date(&w);
 			run_timers(&w);
 			ch_bus_expire(w.bus, &w, w.now_ms);
+			ch_ws_tick(&w);
+			ch_handoff_tick(&w);	/* the master's control messages */
 			next_tick = w.now_ms + CH_WORKER_TICK_MS;
 		}
-		if (worker_stop && !w.stopping)
+		if ((worker_stop || ch_handoff_retiring()) && !w.stopping)
 			begin_stop(&w);
 		ch_ws_sweep(&w);
 		flush(&w);
@@ -898,6 +994,7 @@ int ch_worker_run(const struct ch_config *cfg, int index, const int *listen_fds,
 			break;
 	}
 	ch_worker_access_log_flush(&w);
+	ch_upload_shutdown(&w);
 	ch_api_shutdown(&w);
 	ch_info("worker %d stopped", index);
 	return 0;

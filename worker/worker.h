@@ -40,6 +40,7 @@ struct ch_sendctx;
 struct ch_pool;
 struct ch_api;
 struct ch_wsrooms;
+struct ch_uploads;
 
 struct ch_worker {
 	const struct ch_config *cfg;
@@ -52,6 +53,7 @@ struct ch_worker {
 	struct ch_pool *io_pool;	/* disk reads (history), never queued behind hashes */
 	struct ch_api *api;		/* keys, limits: see api.h */
 	struct ch_wsrooms *rooms;	/* rooms with WebSocket members here */
+	struct ch_uploads *uploads;	/* the file store and its pool (upload.h) */
 
 	struct io_uring ring;
 	struct io_uring_buf_ring *buf_ring;
@@ -100,6 +102,17 @@ void ch_conn_drop_unsent(struct ch_worker *w, struct ch_conn *c);
 
 /* Close now, dropping queued output. */
 void ch_conn_close(struct ch_worker *w, struct ch_conn *c);
+
+/* Stop receiving on c (its multishot receive is cancelled; bytes already
+ * received still arrive), and start again. Two independent reasons, each
+ * with its own flag, so lifting one never lifts the other: recv_pause
+ * (a connection about to be handed over) and body_pause (back-pressure
+ * for a request body streamed to a slower consumer, worker/http_conn.h).
+ * Receiving starts again only when neither holds. */
+void ch_conn_recv_pause(struct ch_worker *w, struct ch_conn *c);
+void ch_conn_recv_resume(struct ch_worker *w, struct ch_conn *c);
+void ch_conn_body_pause(struct ch_worker *w, struct ch_conn *c);
+void ch_conn_body_resume(struct ch_worker *w, struct ch_conn *c);
 
 /* ---- implemented in http_conn.c: HTTP on a connection ---- */
 

@@ -9,6 +9,7 @@
 #include "common/log.h"
 #include "journal/frame.h"
 #include "journal/logread.h"
+#include "journal/presence.h"
 #include "journal/proto.h"
 #include "journal/state.h"
 #include "worker/api.h"
@@ -29,6 +30,7 @@ struct ch_frame {
 };
 
 struct ch_wroom;
+struct ws_op;
 
 /* One connection's membership in one room. */
 struct ch_sub {
@@ -38,6 +40,9 @@ struct ch_sub {
 	struct ch_conn *conn;
 	uint64_t next_seq;			/* the next message it must get */
 	int replaying;				/* a replay is being read */
+	int resuming;				/* lapped: rejoining from the journal */
+	struct ws_op *parked;			/* a replay waiting for the socket */
+	int rejoin;				/* missed live frames: rejoin after the replay */
 	struct ch_outbuf *held_head, *held_tail;	/* live frames behind it */
 	uint32_t held_bytes;
 };
@@ -60,13 +65,27 @@ struct ch_wsconn {
 	uint32_t n_subs;
 	uint8_t ping_out;	/* a ping is unanswered */
 	uint8_t closing;	/* our close frame is queued */
+	uint8_t idle;		/* reported idle to the journal */
+	uint8_t status;		/* the status set on this connection, 0: none */
+	uint32_t mark;		/* the last presence event it was given */
+	uint64_t active_ms;	/* when the client last sent a frame */
+	struct ch_conn *act_prev, *act_next;	/* the activity list */
+	struct ch_conn *user_next;		/* the user table's bucket */
 };
+
+#define CH_WS_USER_BUCKETS 4096	/* a power of two */
 
 struct ch_wsrooms {
 	struct ch_wroom *head;
 	int empty;		/* some room has no member left: sweep it */
 	char *buf;		/* one ring entry, copied out */
 	uint32_t cap;
+	uint32_t mark;		/* presence events handed out */
+	/* Connections not idle, least recently active first: the tick
+	 * finds those that have become idle at the head. */
+	struct ch_conn *act_head, *act_tail;
+	/* Connections by username, to join both ends of a DM. */
+	struct ch_conn *users[CH_WS_USER_BUCKETS];
 };
 
 /* A request waiting for the journal or the pool. */
@@ -77,11 +96,15 @@ struct ws_op {
 	char room[CH_NAME_MAX + 1];
 	char id[CH_CLIENT_ID_MAX + 1];
 	int has_id;
+	int resume;		/* a lapped member rejoining (implies silent) */
+	int silent;		/* no joined frame; missing messages close with 1013 */
 	uint64_t since;
 	/* replay */
 	uint64_t *pos;
 	uint32_t n_pos;
-	struct ch_buf frames;	/* the replayed frames, back to back */
+	struct ch_buf frames;	/* one chunk of the replay: (u32 len, u64 seq, frame)... */
+	uint32_t done;		/* positions read into earlier chunks */
+	uint32_t n_frames;	/* positions in this chunk */
 	int failed;
 };
 
@@ -205,6 +228,8 @@ static void unwatched(struct ch_worker *w, struct ch_conn *c, void *ctx, uint32_
 	(void)rd;
 }
 
+static void op_free(struct ws_op *op);
+
 static void sub_free(struct ch_worker *w, struct ch_sub *s)
 {
 	struct ch_wroom *r = s->room;
@@ -228,6 +253,8 @@ static void sub_free(struct ch_worker *w, struct ch_sub *s)
 		s->held_head = b->next;
 		ch_outbuf_free(b);
 	}
+	if (s->parked)
+		op_free(s->parked);
 	free(s);
 	if (r->subs)
 		return;
@@ -261,6 +288,7 @@ void ch_ws_sweep(struct ch_worker *w)
 
 /* Give s the message with this seq (or skip it if s has it). */
 static void sub_deliver(struct ch_worker *w, struct ch_sub *s, uint64_t seq, struct ch_frame *f);
+static void sub_resume(struct ch_worker *w, struct ch_sub *s);
 
 /*
  * s expects next_seq but the worker's cursor is past it (s joined while
@@ -299,11 +327,12 @@ static void sub_deliver(struct ch_worker *w, struct ch_sub *s, uint64_t seq, str
 {
 	struct ch_conn *c = s->conn;
 
-	if (seq < s->next_seq || c->state != CH_CONN_WS || c->ws->closing)
-		return;
+	if (seq < s->next_seq || s->resuming || s->rejoin || c->state != CH_CONN_WS ||
+	    c->ws->closing)
+		return;	/* a resuming member gets these from its rejoin */
 	if (seq > s->next_seq) {
 		if (sub_catch_up(w, s, seq - 1) < 0 || seq != s->next_seq) {
-			ch_ws_close(w, c, CH_WS_CLOSE_TRY_AGAIN, "missed messages: join with since");
+			sub_resume(w, s);	/* the ring lost them: the log has them */
 			return;
 		}
 	}
@@ -377,12 +406,13 @@ void ch_ws_deliver(struct ch_worker *w)
 				continue;
 			}
 			/* Lapped: more was written than the ring holds since we
-			 * last read. Members resume from history by themselves. */
-			ch_warn("worker %d: fell behind room '%s' (ring %u): closing its members "
-				"with 1013", w->index, r->name, r->ring);
+			 * last read. Each member rejoins from the journal where
+			 * it stands, which replays what it missed from the log. */
+			ch_warn("worker %d: fell behind room '%s' (ring %u): its members catch up "
+				"from the log", w->index, r->name, r->ring);
 			for (struct ch_sub *s = r->subs, *nx; s; s = nx) {
 				nx = s->room_next;
-				ch_ws_close(w, s->conn, CH_WS_CLOSE_TRY_AGAIN, "missed messages: join with since");
+				sub_resume(w, s);
 			}
 			if (ch_mring_resync(ring, &r->cursor) == CH_MRING_RESET)
 				r->cursor = ch_mring_oldest(ring);
@@ -419,7 +449,7 @@ static struct ws_op *op_new(struct ch_worker *w, struct ch_conn *c, const cJSON 
 	op->conn = (uint32_t)(c - w->conns);
 	op->gen = c->gen;
 	ch_buf_init(&op->frames);
-	const cJSON *id = cJSON_GetObjectItemCaseSensitive(msg, "id");
+	const cJSON *id = msg ? cJSON_GetObjectItemCaseSensitive(msg, "id") : NULL;
 	if (cJSON_IsString(id) && strlen(id->valuestring) <= CH_CLIENT_ID_MAX) {
 		snprintf(op->id, sizeof(op->id), "%s", id->valuestring);
 		op->has_id = 1;
@@ -458,7 +488,11 @@ static void job_replay(struct ch_job *job)
 	op->failed = 1;
 	if (!lr || !buf)
 		goto out;
-	for (uint32_t i = 0; i < op->n_pos; i++) {
+	/* One chunk: the replay goes out as the socket takes it, so a long
+	 * one never sits whole in memory. */
+	op->frames.len = 0;
+	op->n_frames = 0;
+	for (uint32_t i = op->done; i < op->n_pos && op->frames.len < CH_WS_REPLAY_CHUNK; i++) {
 		struct ch_record rec;
 		struct ch_message m;
 		if (ch_logread_at(lr, op->pos[i], buf, CH_RECORD_MAX, &rec) < 0 ||
@@ -475,10 +509,25 @@ static void job_replay(struct ch_job *job)
 			goto out;
 		len = (uint32_t)(op->frames.len - at - sizeof(len) - sizeof(uint64_t));
 		memcpy(op->frames.p + at, &len, sizeof(len));
+		op->n_frames++;
 	}
 	op->failed = 0;
 out:
 	free(buf);
+}
+
+static void replay_done(struct ch_job *job);
+
+/* Read the replay's next chunk on the I/O pool. */
+static void replay_submit(struct ch_worker *w, struct ch_conn *c, struct ws_op *op)
+{
+	op->job.fn = job_replay;
+	op->job.done = replay_done;
+	op->job.cancelled = 0;
+	if (ch_pool_submit(w->io_pool, &op->job) < 0) {
+		op_free(op);
+		ch_ws_close(w, c, CH_WS_CLOSE_TRY_AGAIN, "busy: join again");
+	}
 }
 
 static void replay_done(struct ch_job *job)
@@ -497,24 +546,36 @@ static void replay_done(struct ch_job *job)
 		ch_ws_close(w, c, CH_WS_CLOSE_INTERNAL, "could not read the history");
 		return;
 	}
-	/* The replay, oldest first (seqs up to the join's last_seq), then
-	 * what arrived live meanwhile (after it). */
-	s->replaying = 0;
+	/* This chunk of the replay, oldest first; it is paced below, so it
+	 * goes past the slow-reader bound, which is for live traffic. */
 	for (size_t off = 0; off < op->frames.len && c->state == CH_CONN_WS;) {
 		uint32_t len;
-		uint64_t seq;
 		memcpy(&len, op->frames.p + off, sizeof(len));
-		memcpy(&seq, op->frames.p + off + sizeof(len), sizeof(seq));
-		off += sizeof(len) + sizeof(seq);
+		off += sizeof(len) + sizeof(uint64_t);
 		struct ch_outbuf *b = ch_outbuf_new(len);
 		if (b)
 			memcpy(b->data, op->frames.p + off, len);
 		off += len;
-		/* A replay (at most CH_WS_REPLAY_MAX frames) goes out whole,
-		 * past the slow-reader bound, which is for live traffic. */
 		ch_conn_queue(w, c, b);
 		CH_STAT_ADD(w->stats, messages_out, 1);
 	}
+	op->done += op->n_frames;
+	if (c->state != CH_CONN_WS) {
+		op_free(op);
+		return;
+	}
+	if (op->done < op->n_pos) {
+		/* More to read: now if the socket keeps up, else once it
+		 * has taken most of what is queued (ch_ws_sent). */
+		if (c->out_bytes <= CH_WS_REPLAY_LOW)
+			replay_submit(w, c, op);
+		else
+			s->parked = op;
+		return;
+	}
+	/* The replay is out (seqs up to the join's last_seq): now what
+	 * arrived live meanwhile, after it. */
+	s->replaying = 0;
 	while (s->held_head && c->state == CH_CONN_WS) {
 		struct ch_outbuf *b = s->held_head;
 		s->held_head = b->next;
@@ -524,6 +585,23 @@ static void replay_done(struct ch_job *job)
 	s->held_head = s->held_tail = NULL;
 	s->held_bytes = 0;
 	op_free(op);
+	if (s->rejoin && c->state == CH_CONN_WS) {
+		s->rejoin = 0;
+		sub_resume(w, s);
+	}
+}
+
+void ch_ws_sent(struct ch_worker *w, struct ch_conn *c)
+{
+	if (c->out_bytes > CH_WS_REPLAY_LOW || !c->ws)
+		return;
+	for (struct ch_sub *s = c->ws->subs; s && c->state == CH_CONN_WS; s = s->conn_next) {
+		struct ws_op *op = s->parked;
+		if (op) {
+			s->parked = NULL;
+			replay_submit(w, c, op);
+		}
+	}
 }
 
 static void joined(struct ch_worker *w, struct ch_conn *c, void *ctx, uint32_t status,
@@ -533,6 +611,13 @@ static void joined(struct ch_worker *w, struct ch_conn *c, void *ctx, uint32_t s
 
 	if (!c || c->state != CH_CONN_WS || c->ws->closing) {
 		op_free(op);
+		return;
+	}
+	if (status != CH_BUS_OK && op->silent) {
+		/* Removed from the room meanwhile, or the journal is busy: the
+		 * client, which asked nothing, joins again and hears why. */
+		op_free(op);
+		ch_ws_close(w, c, CH_WS_CLOSE_TRY_AGAIN, "missed messages: join with since");
 		return;
 	}
 	if (status != CH_BUS_OK) {
@@ -550,11 +635,29 @@ static void joined(struct ch_worker *w, struct ch_conn *c, void *ctx, uint32_t s
 		op_free(op);
 		return;
 	}
+	if (op->silent && first > op->since + 1) {
+		/* More was missed than a replay holds: the client must
+		 * resume by itself, and learn of the truncation there. */
+		op_free(op);
+		ch_ws_close(w, c, CH_WS_CLOSE_TRY_AGAIN, "missed messages: join with since");
+		return;
+	}
 	for (uint32_t i = 0; i < n; i++)
 		op->pos[i] = ch_payload_get_u64(rd);
 	op->n_pos = n;
 
 	struct ch_sub *s = sub_find(c->ws, op->room);
+	if (op->resume) {
+		if (!s || !s->resuming) {
+			op_free(op);	/* it left meanwhile */
+			return;
+		}
+		/* Rejoined where it stood: the replay brings it to last,
+		 * the ring the rest. Missing more than a replay holds, it
+		 * must resume by itself. */
+		s->resuming = 0;
+		s->next_seq = last + 1;
+	}
 	if (!s) {
 		struct ch_wroom *r = room_find(w, op->room);
 		if (r && !r->subs && r->ring != ring) {
@@ -592,16 +695,18 @@ static void joined(struct ch_worker *w, struct ch_conn *c, void *ctx, uint32_t s
 		c->ws->n_subs++;
 	}
 	struct ch_buf j;
-	ch_buf_init(&j);
-	ch_buf_puts(&j, "{\"type\":\"joined\",\"room\":");
-	ch_json_str(&j, op->room, strlen(op->room));
-	ch_buf_puts(&j, ",\"last_seq\":");
-	ch_buf_u64(&j, last);
-	put_id(&j, op->id, op->has_id);
-	ch_buf_puts(&j, "}");
-	send_json(w, c, &j);
-	ch_buf_free(&j);
-	if (op->since != CH_SINCE_NONE && first > op->since + 1 && c->state == CH_CONN_WS) {
+	if (!op->silent) {
+		ch_buf_init(&j);
+		ch_buf_puts(&j, "{\"type\":\"joined\",\"room\":");
+		ch_json_str(&j, op->room, strlen(op->room));
+		ch_buf_puts(&j, ",\"last_seq\":");
+		ch_buf_u64(&j, last);
+		put_id(&j, op->id, op->has_id);
+		ch_buf_puts(&j, "}");
+		send_json(w, c, &j);
+		ch_buf_free(&j);
+	}
+	if (!op->silent && op->since != CH_SINCE_NONE && first > op->since + 1 && c->state == CH_CONN_WS) {
 		ch_buf_init(&j);
 		ch_buf_puts(&j, "{\"type\":\"truncated\",\"room\":");
 		ch_json_str(&j, op->room, strlen(op->room));
@@ -617,31 +722,44 @@ static void joined(struct ch_worker *w, struct ch_conn *c, void *ctx, uint32_t s
 		s->replaying = 1;
 	/* Frames the ring gave this worker before we learnt of the join. */
 	if (s->room->last_seen > last && sub_catch_up(w, s, s->room->last_seen) < 0) {
-		op_free(op);
-		ch_ws_close(w, c, CH_WS_CLOSE_TRY_AGAIN, "missed messages: join with since");
-		return;
+		s->resuming = 0;
+		sub_resume(w, s);	/* after the replay, when there is one */
 	}
 	if (n == 0 || c->state != CH_CONN_WS) {
 		op_free(op);
 		return;
 	}
-	op->job.fn = job_replay;
-	op->job.done = replay_done;
-	if (ch_pool_submit(w->io_pool, &op->job) < 0) {
-		op_free(op);
-		ch_ws_close(w, c, CH_WS_CLOSE_TRY_AGAIN, "busy: join again");
-	}
+	replay_submit(w, c, op);
 	return;
 oom:
 	op_free(op);
 	ch_ws_close(w, c, CH_WS_CLOSE_INTERNAL, "out of memory");
 }
 
+/* Ask the journal to join op->room from op->since; 0, or -1 (op freed)
+ * when the bus is full. */
+static int join_request(struct ch_worker *w, struct ch_conn *c, struct ws_op *op)
+{
+	struct ch_payload_writer pw;
+
+	if (ch_bus_begin(w->bus, &pw, 64 + 2 * CH_NAME_MAX) < 0)
+		goto busy;
+	ch_payload_put_str(&pw, c->ws->user);
+	ch_payload_put_str(&pw, op->room);
+	ch_payload_put_u32(&pw, (uint32_t)w->index);
+	ch_payload_put_u64(&pw, op->since);
+	ch_payload_put_u32(&pw, CH_WS_REPLAY_MAX);
+	if (ch_bus_send(w->bus, CH_REQ_JOIN, &pw, w, c, joined, op) == 0)
+		return 0;
+busy:
+	op_free(op);
+	return -1;
+}
+
 static void do_join(struct ch_worker *w, struct ch_conn *c, const cJSON *msg, const char *room,
 		    uint64_t since)
 {
 	struct ws_op *op = op_new(w, c, msg);
-	struct ch_payload_writer pw;
 
 	if (!op) {
 		ch_ws_close(w, c, CH_WS_CLOSE_INTERNAL, "out of memory");
@@ -654,21 +772,45 @@ static void do_join(struct ch_worker *w, struct ch_conn *c, const cJSON *msg, co
 		op_free(op);
 		return;
 	}
-	if (ch_bus_begin(w->bus, &pw, 160) < 0) {
-		send_error(w, c, "unavailable", "the server is busy; retry", op->id, op->has_id);
-		op_free(op);
+	char id[CH_CLIENT_ID_MAX + 1];
+	int has_id = op->has_id;
+	snprintf(id, sizeof(id), "%s", op->id);
+	if (join_request(w, c, op) < 0)
+		send_error(w, c, "unavailable", "the server is busy; retry", id, has_id);
+}
+
+/* s misses messages the ring no longer holds (the worker was lapped, or
+ * the ring moved on during a join): rejoin s from where it stands. Live
+ * frames are dropped for it until the journal answers (the replay and the
+ * ring bring them); a connection that cannot rejoin must resume itself. */
+static void sub_resume(struct ch_worker *w, struct ch_sub *s)
+{
+	struct ch_conn *c = s->conn;
+
+	if (s->resuming || c->state != CH_CONN_WS || c->ws->closing)
+		return;	/* a rejoin in flight: it catches up after it too */
+	if (s->replaying) {
+		/* Frames held behind the replay run up to the gap; the
+		 * rest comes from a rejoin once the replay is out. */
+		s->rejoin = 1;
 		return;
 	}
-	ch_payload_put_str(&pw, c->ws->user);
-	ch_payload_put_str(&pw, room);
-	ch_payload_put_u32(&pw, (uint32_t)w->index);
-	ch_payload_put_u64(&pw, since);
-	ch_payload_put_u32(&pw, CH_WS_REPLAY_MAX);
-	if (ch_bus_send(w->bus, CH_REQ_JOIN, &pw, w, c, joined, op) < 0) {
-		send_error(w, c, "unavailable", "the server is busy; retry", op->id, op->has_id);
-		op_free(op);
+	struct ws_op *op = op_new(w, c, NULL);
+	if (!op) {
+		ch_ws_close(w, c, CH_WS_CLOSE_TRY_AGAIN, "missed messages: join with since");
+		return;
 	}
+	snprintf(op->room, sizeof(op->room), "%s", s->room->name);
+	op->since = s->next_seq - 1;
+	op->resume = 1;
+	op->silent = 1;
+	s->resuming = 1;
+	if (join_request(w, c, op) < 0)
+		ch_ws_close(w, c, CH_WS_CLOSE_TRY_AGAIN, "missed messages: join with since");
 }
+
+static void send_ack(struct ch_worker *w, struct ch_conn *c, struct ws_op *op, uint64_t seq,
+		     uint64_t ts);
 
 static void acked(struct ch_worker *w, struct ch_conn *c, void *ctx, uint32_t status,
 		  struct ch_payload_reader *rd)
@@ -681,27 +823,38 @@ static void acked(struct ch_worker *w, struct ch_conn *c, void *ctx, uint32_t st
 		} else {
 			uint64_t seq = ch_payload_get_u64(rd);
 			uint64_t ts = ch_payload_get_u64(rd);
-			struct ch_buf j;
-			ch_buf_init(&j);
-			ch_buf_puts(&j, "{\"type\":\"ack\"");
-			put_id(&j, op->id, op->has_id);
-			ch_buf_puts(&j, ",\"room\":");
-			ch_json_str(&j, op->room, strlen(op->room));
-			ch_buf_puts(&j, ",\"seq\":");
-			ch_buf_u64(&j, seq);
-			ch_buf_puts(&j, ",\"ts\":");
-			ch_buf_u64(&j, ts);
-			ch_buf_puts(&j, "}");
-			send_json(w, c, &j);
-			ch_buf_free(&j);
+			send_ack(w, c, op, seq, ts);
 		}
 	}
 	op_free(op);
 }
 
-static void do_send(struct ch_worker *w, struct ch_conn *c, const cJSON *msg)
+static void send_ack(struct ch_worker *w, struct ch_conn *c, struct ws_op *op, uint64_t seq,
+		     uint64_t ts)
 {
-	const cJSON *room = cJSON_GetObjectItemCaseSensitive(msg, "room");
+	struct ch_buf j;
+	ch_buf_init(&j);
+	ch_buf_puts(&j, "{\"type\":\"ack\"");
+	put_id(&j, op->id, op->has_id);
+	ch_buf_puts(&j, ",\"room\":");
+	ch_json_str(&j, op->room, strlen(op->room));
+	ch_buf_puts(&j, ",\"seq\":");
+	ch_buf_u64(&j, seq);
+	ch_buf_puts(&j, ",\"ts\":");
+	ch_buf_u64(&j, ts);
+	ch_buf_puts(&j, "}");
+	send_json(w, c, &j);
+	ch_buf_free(&j);
+}
+
+static void dm_acked(struct ch_worker *w, struct ch_conn *c, void *ctx, uint32_t status,
+		     struct ch_payload_reader *rd);
+
+/* send {room, content} and dm {to, content}: the same checks, then the
+ * journal stores it (a dm in the two users' room) and the ack comes back. */
+static void do_message(struct ch_worker *w, struct ch_conn *c, const cJSON *msg, int dm)
+{
+	const cJSON *target = cJSON_GetObjectItemCaseSensitive(msg, dm ? "to" : "room");
 	const cJSON *content = cJSON_GetObjectItemCaseSensitive(msg, "content");
 	struct ws_op *op = op_new(w, c, msg);
 	struct ch_payload_writer pw;
@@ -710,37 +863,410 @@ static void do_send(struct ch_worker *w, struct ch_conn *c, const cJSON *msg)
 		ch_ws_close(w, c, CH_WS_CLOSE_INTERNAL, "out of memory");
 		return;
 	}
-	if (!cJSON_IsString(room) || !cJSON_IsString(content)) {
-		send_error(w, c, "bad_request", "send needs room and content strings", op->id,
-			   op->has_id);
+	if (!cJSON_IsString(target) || !cJSON_IsString(content)) {
+		send_error(w, c, "bad_request", dm ? "dm needs to and content strings"
+						  : "send needs room and content strings",
+			   op->id, op->has_id);
 		goto fail;
 	}
 	size_t cl = strlen(content->valuestring);
+	const char *t = target->valuestring;
 	if (cl > w->cfg->max_message_bytes) {
 		send_error(w, c, "too_large", "the message is over max_message_bytes", op->id,
 			   op->has_id);
 		goto fail;
 	}
-	if (!ch_valid_room_id(room->valuestring, strlen(room->valuestring))) {
-		send_error(w, c, "no_such_room", "no such room", op->id, op->has_id);
+	if (dm ? !ch_valid_username(t, strlen(t)) : !ch_valid_room_id(t, strlen(t))) {
+		send_error(w, c, dm ? "unknown_user" : "no_such_room",
+			   dm ? "no such user" : "no such room", op->id, op->has_id);
 		goto fail;
 	}
-	snprintf(op->room, sizeof(op->room), "%s", room->valuestring);
-	if (ch_bus_begin(w->bus, &pw, (uint32_t)(cl + 512)) < 0) {
-		send_error(w, c, "unavailable", "the server is busy; retry", op->id, op->has_id);
-		goto fail;
-	}
+	if (!dm)
+		snprintf(op->room, sizeof(op->room), "%s", t);
+	if (ch_bus_begin(w->bus, &pw, (uint32_t)(cl + 512)) < 0)
+		goto busy;
 	ch_payload_put_str(&pw, c->ws->user);
-	ch_payload_put_str(&pw, op->room);
+	ch_payload_put_str(&pw, t);
 	ch_payload_put_str(&pw, op->has_id ? op->id : "");
 	ch_payload_put_bytes(&pw, content->valuestring, cl);
-	if (ch_bus_send(w->bus, CH_REQ_SEND, &pw, w, c, acked, op) < 0) {
-		send_error(w, c, "unavailable", "the server is busy; retry", op->id, op->has_id);
-		goto fail;
-	}
-	return;
+	if (ch_bus_send(w->bus, dm ? CH_REQ_DM : CH_REQ_SEND, &pw, w, c, dm ? dm_acked : acked,
+			op) == 0)
+		return;
+busy:
+	send_error(w, c, "unavailable", "the server is busy; retry", op->id, op->has_id);
 fail:
 	op_free(op);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Presence, users and direct messages                                    */
+
+static uint32_t user_bucket(const char *user)
+{
+	uint32_t h = 2166136261u;	/* FNV-1a */
+	for (const unsigned char *p = (const unsigned char *)user; *p; p++)
+		h = (h ^ *p) * 16777619u;
+	return h & (CH_WS_USER_BUCKETS - 1);
+}
+
+/* Tell the journal about one of this worker's connections of user. */
+static void presence_report(struct ch_worker *w, const char *user, enum ch_presence_event ev,
+			    uint32_t value)
+{
+	struct ch_payload_writer pw;
+
+	if (ch_bus_begin(w->bus, &pw, 64 + CH_USERNAME_MAX) < 0) {
+		ch_warn("worker %d: bus full: presence of '%s' not reported", w->index, user);
+		return;
+	}
+	ch_payload_put_u32(&pw, (uint32_t)w->index);
+	ch_payload_put_str(&pw, user);
+	ch_payload_put_u32(&pw, ev);
+	ch_payload_put_u32(&pw, value);
+	ch_bus_post(w->bus, CH_REQ_PRESENCE, &pw);
+}
+
+static void act_unlink(struct ch_worker *w, struct ch_conn *c)
+{
+	struct ch_wsrooms *rs = w->rooms;
+	struct ch_wsconn *ws = c->ws;
+
+	if (ws->act_prev)
+		ws->act_prev->ws->act_next = ws->act_next;
+	else if (rs->act_head == c)
+		rs->act_head = ws->act_next;
+	if (ws->act_next)
+		ws->act_next->ws->act_prev = ws->act_prev;
+	else if (rs->act_tail == c)
+		rs->act_tail = ws->act_prev;
+	ws->act_prev = ws->act_next = NULL;
+}
+
+/* The client sent a frame: it is active now (and no longer idle). */
+static void act_touch(struct ch_worker *w, struct ch_conn *c)
+{
+	struct ch_wsrooms *rs = w->rooms;
+	struct ch_wsconn *ws = c->ws;
+
+	ws->active_ms = w->now_ms;
+	if (ws->idle) {
+		ws->idle = 0;
+		presence_report(w, ws->user, CH_PRES_ACTIVE, 0);
+	} else if (rs->act_tail == c) {
+		return;
+	} else {
+		act_unlink(w, c);
+	}
+	ws->act_prev = rs->act_tail;
+	if (rs->act_tail)
+		rs->act_tail->ws->act_next = c;
+	else
+		rs->act_head = c;
+	rs->act_tail = c;
+}
+
+/* Once a tick: connections silent for away_after become idle. */
+void ch_ws_tick(struct ch_worker *w)
+{
+	struct ch_wsrooms *rs = w->rooms;
+	struct ch_conn *c;
+
+	while ((c = rs->act_head) != NULL &&
+	       c->ws->active_ms + w->cfg->away_after_ms <= w->now_ms) {
+		act_unlink(w, c);
+		c->ws->idle = 1;
+		presence_report(w, c->ws->user, CH_PRES_IDLE, 0);
+	}
+}
+
+static void presence_open(struct ch_worker *w, struct ch_conn *c)
+{
+	uint32_t b = user_bucket(c->ws->user);
+
+	c->ws->user_next = w->rooms->users[b];
+	w->rooms->users[b] = c;
+	presence_report(w, c->ws->user, CH_PRES_OPEN, 0);
+	act_touch(w, c);
+}
+
+static void presence_close(struct ch_worker *w, struct ch_conn *c)
+{
+	struct ch_wsconn *ws = c->ws;
+
+	for (struct ch_conn **p = &w->rooms->users[user_bucket(ws->user)]; *p;
+	     p = &(*p)->ws->user_next) {
+		if (*p == c) {
+			*p = ws->user_next;
+			break;
+		}
+	}
+	act_unlink(w, c);
+	presence_report(w, ws->user, CH_PRES_CLOSE, ws->idle);
+}
+
+static void put_users(struct ch_buf *j, struct ch_payload_reader *rd)
+{
+	uint32_t n = ch_payload_get_u32(rd);
+
+	ch_buf_puts(j, ",\"users\":[");
+	for (uint32_t i = 0; i < n && !rd->failed; i++) {
+		char user[CH_NAME_MAX + 1];
+		ch_payload_get_str(rd, user, sizeof(user));
+		uint32_t st = ch_payload_get_u32(rd);
+		if (rd->failed)
+			break;
+		ch_buf_puts(j, i ? ",{\"user\":" : "{\"user\":");
+		ch_json_str(j, user, strlen(user));
+		ch_buf_puts(j, ",\"status\":");
+		ch_buf_puts(j, "\"");
+		ch_buf_puts(j, ch_status_name(st));
+		ch_buf_puts(j, "\"}");
+	}
+	ch_buf_puts(j, "]");
+}
+
+/* The answer to users, who or info: op->room holds the frame type's
+ * argument (the room for who, the user for info). */
+static void listed(struct ch_worker *w, struct ch_conn *c, void *ctx, uint32_t status,
+		   struct ch_payload_reader *rd, const char *type)
+{
+	struct ws_op *op = ctx;
+	struct ch_buf j;
+
+	if (!c || c->state != CH_CONN_WS || c->ws->closing) {
+		op_free(op);
+		return;
+	}
+	if (status != CH_BUS_OK) {
+		bus_failed(w, c, status, op);
+		op_free(op);
+		return;
+	}
+	ch_buf_init(&j);
+	ch_buf_puts(&j, "{\"type\":\"");
+	ch_buf_puts(&j, type);
+	ch_buf_puts(&j, "\"");
+	if (type[0] == 'w') {
+		ch_buf_puts(&j, ",\"room\":");
+		ch_json_str(&j, op->room, strlen(op->room));
+	}
+	if (type[0] == 'i') {
+		uint32_t st = ch_payload_get_u32(rd);
+		uint64_t since = ch_payload_get_u64(rd);
+		ch_buf_puts(&j, ",\"user\":");
+		ch_json_str(&j, op->room, strlen(op->room));
+		ch_buf_puts(&j, st == CH_STATUS_OFFLINE ? ",\"online\":false" : ",\"online\":true");
+		ch_buf_puts(&j, ",\"status\":\"");
+		ch_buf_puts(&j, ch_status_name(st));
+		ch_buf_puts(&j, "\",\"since\":");
+		ch_buf_u64(&j, since);
+	} else {
+		put_users(&j, rd);
+	}
+	put_id(&j, op->id, op->has_id);
+	ch_buf_puts(&j, "}");
+	if (rd->failed)
+		send_error(w, c, "unavailable", "malformed answer from the journal", op->id, op->has_id);
+	else
+		send_json(w, c, &j);
+	ch_buf_free(&j);
+	op_free(op);
+}
+
+static void users_listed(struct ch_worker *w, struct ch_conn *c, void *ctx, uint32_t status,
+			 struct ch_payload_reader *rd)
+{
+	listed(w, c, ctx, status, rd, "users");
+}
+
+static void who_listed(struct ch_worker *w, struct ch_conn *c, void *ctx, uint32_t status,
+		       struct ch_payload_reader *rd)
+{
+	listed(w, c, ctx, status, rd, "who");
+}
+
+static void info_listed(struct ch_worker *w, struct ch_conn *c, void *ctx, uint32_t status,
+			struct ch_payload_reader *rd)
+{
+	listed(w, c, ctx, status, rd, "info");
+}
+
+/* users, who {room} and info {user}: asked of the journal, which holds
+ * presence for every worker. */
+static void do_ask(struct ch_worker *w, struct ch_conn *c, const cJSON *msg, uint32_t type)
+{
+	const char *field = type == CH_REQ_WHO ? "room" : "user";
+	const cJSON *arg = cJSON_GetObjectItemCaseSensitive(msg, field);
+	struct ws_op *op = op_new(w, c, msg);
+	struct ch_payload_writer pw;
+
+	if (!op) {
+		ch_ws_close(w, c, CH_WS_CLOSE_INTERNAL, "out of memory");
+		return;
+	}
+	if (type == CH_REQ_WHO &&
+	    (!cJSON_IsString(arg) || !ch_valid_room_id(arg->valuestring, strlen(arg->valuestring)))) {
+		send_error(w, c, "invalid_room", "who needs a valid room", op->id, op->has_id);
+		goto fail;
+	}
+	if (type == CH_REQ_INFO &&
+	    (!cJSON_IsString(arg) || !ch_valid_username(arg->valuestring, strlen(arg->valuestring)))) {
+		send_error(w, c, "unknown_user", "info needs a valid username", op->id, op->has_id);
+		goto fail;
+	}
+	if (type != CH_REQ_USERS)
+		snprintf(op->room, sizeof(op->room), "%s", arg->valuestring);
+	if (ch_bus_begin(w->bus, &pw, 64 + 2 * CH_NAME_MAX) < 0)
+		goto busy;
+	if (type == CH_REQ_WHO)
+		ch_payload_put_str(&pw, c->ws->user);
+	if (type != CH_REQ_USERS)
+		ch_payload_put_str(&pw, op->room);
+	ch_bus_fn fn = type == CH_REQ_WHO ? who_listed : type == CH_REQ_INFO ? info_listed
+									       : users_listed;
+	if (ch_bus_send(w->bus, type, &pw, w, c, fn, op) == 0)
+		return;
+busy:
+	send_error(w, c, "unavailable", "the server is busy; retry", op->id, op->has_id);
+fail:
+	op_free(op);
+}
+
+static void do_status(struct ch_worker *w, struct ch_conn *c, const cJSON *msg)
+{
+	const cJSON *st = cJSON_GetObjectItemCaseSensitive(msg, "status");
+	const cJSON *id = cJSON_GetObjectItemCaseSensitive(msg, "id");
+	int s = cJSON_IsString(st) ? ch_status_parse(st->valuestring) : -1;
+
+	if (s < 0) {
+		send_error(w, c, "bad_request", "status is one of active, busy, away",
+			   cJSON_IsString(id) ? id->valuestring : "", cJSON_IsString(id));
+		return;
+	}
+	c->ws->status = (uint8_t)s;
+	presence_report(w, c->ws->user, CH_PRES_SET, (uint32_t)s);
+	struct ch_buf j;
+	ch_buf_init(&j);
+	ch_buf_puts(&j, "{\"type\":\"status\",\"status\":\"");
+	ch_buf_puts(&j, ch_status_name(s));
+	ch_buf_puts(&j, "\"");
+	if (cJSON_IsString(id))
+		put_id(&j, id->valuestring, 1);
+	ch_buf_puts(&j, "}");
+	send_json(w, c, &j);
+	ch_buf_free(&j);
+}
+
+static void dm_acked(struct ch_worker *w, struct ch_conn *c, void *ctx, uint32_t status,
+		     struct ch_payload_reader *rd)
+{
+	struct ws_op *op = ctx;
+
+	if (c && c->state == CH_CONN_WS && !c->ws->closing) {
+		if (status != CH_BUS_OK) {
+			bus_failed(w, c, status, op);
+		} else {
+			ch_payload_get_str(rd, op->room, sizeof(op->room));
+			uint64_t seq = ch_payload_get_u64(rd);
+			uint64_t ts = ch_payload_get_u64(rd);
+			send_ack(w, c, op, seq, ts);
+		}
+	}
+	op_free(op);
+}
+
+/* A DM arrived in room: join every local connection of its users that
+ * has not joined it, replaying from seq so the message is not missed. */
+static void ev_autojoin(struct ch_worker *w, struct ch_payload_reader *rd)
+{
+	char room[CH_NAME_MAX + 1], user[CH_NAME_MAX + 1];
+
+	ch_payload_get_str(rd, room, sizeof(room));
+	uint64_t seq = ch_payload_get_u64(rd);
+	uint32_t n = ch_payload_get_u32(rd);
+	for (uint32_t i = 0; i < n && !rd->failed; i++) {
+		ch_payload_get_str(rd, user, sizeof(user));
+		if (rd->failed)
+			break;
+		for (struct ch_conn *c = w->rooms->users[user_bucket(user)], *nx; c; c = nx) {
+			nx = c->ws->user_next;
+			if (c->state == CH_CONN_WS && !c->ws->closing &&
+			    strcmp(c->ws->user, user) == 0 && !sub_find(c->ws, room))
+				do_join(w, c, NULL, room, seq ? seq - 1 : 0);
+		}
+	}
+}
+
+/* A user's status changed: the connections that joined one of the listed
+ * rooms hear it, once each. */
+static void ev_presence(struct ch_worker *w, struct ch_payload_reader *rd)
+{
+	char user[CH_NAME_MAX + 1];
+	struct ch_wsrooms *rs = w->rooms;
+
+	ch_payload_get_str(rd, user, sizeof(user));
+	uint32_t st = ch_payload_get_u32(rd);
+	uint32_t n = ch_payload_get_u32(rd);
+	if (rd->failed)
+		return;
+	struct ch_buf j;
+	ch_buf_init(&j);
+	ch_buf_puts(&j, "{\"type\":\"presence\",\"user\":");
+	ch_json_str(&j, user, strlen(user));
+	ch_buf_puts(&j, ",\"status\":\"");
+	ch_buf_puts(&j, ch_status_name(st));
+	ch_buf_puts(&j, "\"}");
+	uint32_t mark = ++rs->mark;
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t room_id = ch_payload_get_u32(rd);
+		if (rd->failed)
+			break;
+		for (struct ch_wroom *r = rs->head; r; r = r->next) {
+			if (r->room_id != room_id)
+				continue;
+			for (struct ch_sub *s = r->subs, *nx; s; s = nx) {
+				nx = s->room_next;
+				struct ch_conn *c = s->conn;
+				if (c->state != CH_CONN_WS || c->ws->closing || c->ws->mark == mark)
+					continue;
+				c->ws->mark = mark;
+				send_json(w, c, &j);
+			}
+		}
+	}
+	ch_buf_free(&j);
+}
+
+/* The journal restarted with no presence: report every connection. */
+static void ev_resync(struct ch_worker *w)
+{
+	for (uint32_t b = 0; b < CH_WS_USER_BUCKETS; b++) {
+		for (struct ch_conn *c = w->rooms->users[b]; c; c = c->ws->user_next) {
+			presence_report(w, c->ws->user, CH_PRES_OPEN, 0);
+			if (c->ws->idle)
+				presence_report(w, c->ws->user, CH_PRES_IDLE, 0);
+			if (c->ws->status)
+				presence_report(w, c->ws->user, CH_PRES_SET, c->ws->status);
+		}
+	}
+}
+
+void ch_ws_event(struct ch_worker *w, uint32_t kind, struct ch_payload_reader *rd)
+{
+	switch (kind) {
+	case CH_EV_AUTOJOIN:
+		ev_autojoin(w, rd);
+		break;
+	case CH_EV_PRESENCE:
+		ev_presence(w, rd);
+		break;
+	case CH_EV_RESYNC:
+		ev_resync(w);
+		break;
+	default:
+		ch_debug("worker %d: unknown event %u from the journal", w->index, kind);
+		break;
+	}
 }
 
 static void reply_simple(struct ch_worker *w, struct ch_conn *c, const char *type,
@@ -778,7 +1304,7 @@ static void handle_text(struct ch_worker *w, struct ch_conn *c, const uint8_t *d
 	if (strcmp(t, "ping") == 0) {
 		reply_simple(w, c, "pong", NULL, msg);
 	} else if (strcmp(t, "send") == 0) {
-		do_send(w, c, msg);
+		do_message(w, c, msg, 0);
 	} else if (strcmp(t, "join") == 0 || strcmp(t, "leave") == 0) {
 		const cJSON *room = cJSON_GetObjectItemCaseSensitive(msg, "room");
 		const cJSON *since = cJSON_GetObjectItemCaseSensitive(msg, "since");
@@ -797,10 +1323,18 @@ static void handle_text(struct ch_worker *w, struct ch_conn *c, const uint8_t *d
 			uint64_t s = cJSON_IsNumber(since) ? (uint64_t)since->valuedouble : CH_SINCE_NONE;
 			do_join(w, c, msg, room->valuestring, s);
 		}
+	} else if (strcmp(t, "dm") == 0) {
+		do_message(w, c, msg, 1);
+	} else if (strcmp(t, "status") == 0) {
+		do_status(w, c, msg);
+	} else if (strcmp(t, "users") == 0) {
+		do_ask(w, c, msg, CH_REQ_USERS);
+	} else if (strcmp(t, "who") == 0) {
+		do_ask(w, c, msg, CH_REQ_WHO);
+	} else if (strcmp(t, "info") == 0) {
+		do_ask(w, c, msg, CH_REQ_INFO);
 	} else {
-		/* dm, status, users, who and info are not served by this
-		 * version yet: say so rather than pretend. */
-		send_error(w, c, "unsupported", "this frame type is not served yet", id, has_id);
+		send_error(w, c, "bad_request", "unknown frame type", id, has_id);
 	}
 out:
 	cJSON_Delete(msg);
@@ -837,6 +1371,7 @@ void ch_ws_input(struct ch_worker *w, struct ch_conn *c)
 		}
 		switch (ev.type) {
 		case CH_WS_EV_TEXT:
+			act_touch(w, c);
 			handle_text(w, c, ev.data, ev.len);
 			break;
 		case CH_WS_EV_BINARY:
@@ -900,6 +1435,7 @@ void ch_ws_free(struct ch_worker *w, struct ch_conn *c)
 	struct ch_wsconn *ws = c->ws;
 	if (!ws)
 		return;
+	presence_close(w, c);
 	while (ws->subs)
 		sub_free(w, ws->subs);
 	ch_ws_parser_free(&ws->parser);
@@ -962,10 +1498,225 @@ void ch_ws_upgrade(struct ch_worker *w, struct ch_conn *c, struct ch_req *r, con
 	c->ws = ws;
 	c->state = CH_CONN_WS;
 	ch_worker_timer_set(w, c, CH_TIMER_WS);
+	presence_open(w, c);
 	if (room) {
 		/* /ws/{room}: joined at once, as a join with no since. */
 		cJSON *none = cJSON_CreateObject();
 		do_join(w, c, none, room, CH_SINCE_NONE);
 		cJSON_Delete(none);
 	}
+}
+
+/* ---------------------------------------------------------------------- */
+/* Admin views: chatadm's users, rooms and kick (through worker/handoff.c) */
+
+void ch_ws_admin_users(struct ch_worker *w, struct ch_buf *out, size_t max)
+{
+	int first = 1;
+
+	ch_buf_puts(out, "[");
+	for (uint32_t i = 0; i < w->max_conns && out->len < max; i++) {
+		const struct ch_conn *c = &w->conns[i];
+		if (c->state != CH_CONN_WS || !c->ws)
+			continue;
+		ch_buf_puts(out, first ? "{" : ",{");
+		ch_json_key(out, "user");
+		ch_json_str(out, c->ws->user, strlen(c->ws->user));
+		ch_buf_printf(out, ",\"rooms\":%u}", c->ws->n_subs);
+		first = 0;
+	}
+	ch_buf_puts(out, "]");
+}
+
+void ch_ws_admin_rooms(struct ch_worker *w, struct ch_buf *out, size_t max)
+{
+	int first = 1;
+
+	ch_buf_puts(out, "[");
+	for (const struct ch_wroom *r = w->rooms->head; r && out->len < max; r = r->next) {
+		uint32_t members = 0;
+		for (const struct ch_sub *s = r->subs; s; s = s->room_next)
+			members++;
+		if (!members)
+			continue;
+		ch_buf_puts(out, first ? "{" : ",{");
+		ch_json_key(out, "room");
+		ch_json_str(out, r->name, strlen(r->name));
+		ch_buf_printf(out, ",\"members\":%u,\"seq\":%llu}", members,
+			      (unsigned long long)r->last_seen);
+		first = 0;
+	}
+	ch_buf_puts(out, "]");
+}
+
+int ch_ws_admin_kick(struct ch_worker *w, const char *user)
+{
+	int n = 0;
+
+	for (uint32_t i = 0; i < w->max_conns; i++) {
+		struct ch_conn *c = &w->conns[i];
+		if (c->state != CH_CONN_WS || !c->ws || c->ws->closing ||
+		    strcmp(c->ws->user, user) != 0)
+			continue;
+		ch_ws_close(w, c, CH_WS_CLOSE_POLICY, "closed by the administrator");
+		n++;
+	}
+	return n;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Handing a WebSocket connection to another worker (worker/handoff.c)    */
+
+/* What travels with the socket: the user, the connection's flags, the
+ * parser as it stands (a frame may be half read), then each joined room
+ * with the next seq it must get, then the bytes of a split message. */
+struct ws_export_head {
+	uint32_t n_subs;
+	uint32_t msg_len;
+	uint8_t status, idle, ping_out, pad;
+	char user[CH_USERNAME_MAX + 1];
+	struct ch_ws_parser parser;	/* buf is rebuilt from the bytes after */
+};
+
+struct ws_export_sub {
+	char room[CH_NAME_MAX + 1];
+	uint64_t next_seq;
+};
+
+int ch_ws_export_ready(const struct ch_conn *c)
+{
+	const struct ch_wsconn *ws = c->ws;
+
+	if (!ws || ws->closing || ws->parser.err_code)
+		return 0;
+	for (const struct ch_sub *s = ws->subs; s; s = s->conn_next)
+		if (s->replaying || s->resuming || s->parked || s->rejoin || s->held_head)
+			return 0;
+	return 1;
+}
+
+long ch_ws_export(const struct ch_conn *c, char *out, size_t cap, char *user, size_t user_len,
+		  int *idle)
+{
+	const struct ch_wsconn *ws = c->ws;
+	struct ws_export_head h;
+	size_t len = sizeof(h) + (size_t)ws->n_subs * sizeof(struct ws_export_sub) +
+		     ws->parser.msg_len;
+
+	if (len > cap)
+		return -1;
+	memset(&h, 0, sizeof(h));
+	h.n_subs = ws->n_subs;
+	h.msg_len = (uint32_t)ws->parser.msg_len;
+	h.status = ws->status;
+	h.idle = ws->idle;
+	h.ping_out = ws->ping_out;
+	snprintf(h.user, sizeof(h.user), "%s", ws->user);
+	h.parser = ws->parser;
+	h.parser.buf = NULL;
+	h.parser.cap = 0;
+	memcpy(out, &h, sizeof(h));
+	char *p = out + sizeof(h);
+	for (const struct ch_sub *s = ws->subs; s; s = s->conn_next) {
+		struct ws_export_sub e;
+		memset(&e, 0, sizeof(e));
+		snprintf(e.room, sizeof(e.room), "%s", s->room->name);
+		e.next_seq = s->next_seq;
+		memcpy(p, &e, sizeof(e));
+		p += sizeof(e);
+	}
+	if (ws->parser.msg_len)
+		memcpy(p, ws->parser.buf, ws->parser.msg_len);
+	snprintf(user, user_len, "%s", ws->user);
+	*idle = ws->idle;
+	return (long)len;
+}
+
+void ch_ws_export_done(struct ch_worker *w, struct ch_conn *c)
+{
+	struct ch_wsconn *ws = c->ws;
+
+	/* As ch_ws_free, but the user stays online: the worker that takes
+	 * the connection reports it open, and ours reports it closed only
+	 * after that (ch_ws_presence_gone), so the user never blinks. */
+	for (struct ch_conn **p = &w->rooms->users[user_bucket(ws->user)]; *p;
+	     p = &(*p)->ws->user_next) {
+		if (*p == c) {
+			*p = ws->user_next;
+			break;
+		}
+	}
+	act_unlink(w, c);
+	while (ws->subs)
+		sub_free(w, ws->subs);
+	ch_ws_parser_free(&ws->parser);
+	free(ws);
+	c->ws = NULL;
+	c->state = CH_CONN_HEAD;	/* a plain socket again, for ch_conn_close */
+}
+
+void ch_ws_presence_gone(struct ch_worker *w, const char *user, int idle)
+{
+	presence_report(w, user, CH_PRES_CLOSE, (uint32_t)idle);
+}
+
+/* An adopted connection rejoins a room where it stood: silently (it
+ * never left); what it missed while moving comes as the replay. */
+static int adopt_join(struct ch_worker *w, struct ch_conn *c, const char *room, uint64_t since)
+{
+	struct ws_op *op = op_new(w, c, NULL);
+
+	if (!op)
+		return -1;
+	snprintf(op->room, sizeof(op->room), "%s", room);
+	op->since = since;
+	op->silent = 1;
+	return join_request(w, c, op);
+}
+
+int ch_ws_adopt(struct ch_worker *w, struct ch_conn *c, const char *p, size_t len)
+{
+	struct ws_export_head h;
+	struct ch_wsconn *ws;
+
+	if (len < sizeof(h))
+		return -1;
+	memcpy(&h, p, sizeof(h));
+	if (h.n_subs > CH_WS_MAX_JOINED ||
+	    len != sizeof(h) + (size_t)h.n_subs * sizeof(struct ws_export_sub) + h.msg_len ||
+	    !memchr(h.user, '\0', sizeof(h.user)))
+		return -1;
+	if (!(ws = calloc(1, sizeof(*ws))))
+		return -1;
+	ws->parser = h.parser;
+	ws->parser.buf = NULL;
+	ws->parser.cap = 0;
+	if (h.msg_len) {
+		ws->parser.buf = malloc(h.msg_len);
+		if (!ws->parser.buf) {
+			free(ws);
+			return -1;
+		}
+		memcpy(ws->parser.buf, p + len - h.msg_len, h.msg_len);
+		ws->parser.cap = h.msg_len;
+	}
+	snprintf(ws->user, sizeof(ws->user), "%s", h.user);
+	ws->status = h.status;
+	ws->ping_out = h.ping_out;
+	ch_http_conn_reset(c);
+	c->ws = ws;
+	c->state = CH_CONN_WS;
+	ch_worker_timer_set(w, c, CH_TIMER_WS);
+	presence_open(w, c);
+	const char *sp = p + sizeof(h);
+	for (uint32_t i = 0; i < h.n_subs; i++, sp += sizeof(struct ws_export_sub)) {
+		struct ws_export_sub e;
+		memcpy(&e, sp, sizeof(e));
+		e.room[sizeof(e.room) - 1] = '\0';
+		if (adopt_join(w, c, e.room, e.next_seq ? e.next_seq - 1 : 0) < 0) {
+			ch_ws_close(w, c, CH_WS_CLOSE_TRY_AGAIN, "busy: join again");
+			break;
+		}
+	}
+	return 0;
 }

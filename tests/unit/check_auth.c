@@ -109,6 +109,42 @@ START_TEST(test_room_rules)
 }
 END_TEST
 
+/* Direct-message rooms: dm:A:B with A <= B, up to 68 bytes. */
+START_TEST(test_dm_rooms)
+{
+	char room[CH_ROOM_NAME_MAX + 1], a[CH_USERNAME_MAX + 1], b[CH_USERNAME_MAX + 1];
+
+	ch_dm_room(room, "bob", "alice");
+	ck_assert_str_eq(room, "dm:alice:bob");
+	ch_dm_room(room, "alice", "bob");
+	ck_assert_str_eq(room, "dm:alice:bob");
+	ch_dm_room(room, "al", "al");
+	ck_assert_str_eq(room, "dm:al:al");
+	ck_assert(ch_is_dm_room("dm:alice:bob", 12));
+	ck_assert(ch_is_dm_room("dm:al:al", 8));
+	ck_assert(ch_is_dm_room("dm:a:ab", 7));
+	ck_assert(!ch_is_dm_room("dm:ab:a", 7));	/* not sorted */
+	ck_assert(!ch_is_dm_room("dm:bob:alice", 12));
+	ck_assert(!ch_is_dm_room("dm:alice", 8));
+	ck_assert(!ch_is_dm_room("dm::bob", 7));
+	ck_assert(!ch_is_dm_room("dm:Alice:bob", 12));	/* not a username */
+	ck_assert(!ch_is_dm_room("dm:a:b:c", 8));
+	ck_assert(!ch_is_dm_room("xx:a:b", 6));
+	/* Two 32-byte names: 68 bytes, a valid room though over 64. */
+	fill(a, CH_USERNAME_MAX, 'a');
+	fill(b, CH_USERNAME_MAX, 'b');
+	ch_dm_room(room, b, a);
+	ck_assert_uint_eq(strlen(room), CH_ROOM_NAME_MAX);
+	ck_assert(ch_is_dm_room(room, strlen(room)));
+	ck_assert(room_ok(room));
+	room[CH_ROOM_NAME_MAX - 1] = 'A';	/* no longer a username */
+	ck_assert(!room_ok(room));
+	char over[CH_ROOM_ID_MAX + 2];
+	fill(over, CH_ROOM_ID_MAX + 1, 'R');
+	ck_assert(!room_ok(over));
+}
+END_TEST
+
 START_TEST(test_password_rules)
 {
 	char buf[TEST_BIG];
@@ -872,6 +908,7 @@ static Suite *auth_suite(void)
 
 	tcase_add_test(names, test_username_rules);
 	tcase_add_test(names, test_room_rules);
+	tcase_add_test(names, test_dm_rooms);
 	tcase_add_test(names, test_password_rules);
 	suite_add_tcase(s, names);
 

@@ -159,13 +159,19 @@ START_TEST(test_keys)
 	static const char *const want[] = {
 		"server.listen", "server.workers", "server.data_dir", "server.web_root",
 		"server.max_connections", "server.header_timeout", "server.idle_timeout",
-		"server.shutdown_timeout", "server.max_body_size", "server.log_level",
-		"server.access_log", "journal.ack", "journal.segment_size",
+		"server.shutdown_timeout", "server.away_after", "server.max_body_size",
+		"server.log_level", "server.access_log", "admin.socket", "journal.ack",
+		"journal.segment_size",
 		"journal.room_rings", "journal.ring_slots", "journal.ring_slot_size",
+		"replication.role", "replication.listen", "replication.primary",
+		"replication.secret_file", "replication.ack_timeout",
 		"auth.key_file", "auth.token_lifetime", "auth.hash_method", "auth.hash_cost",
 		"auth.hash_threads", "limits.auth_per_ip_per_minute",
 		"limits.auth_failures_per_user_per_minute", "limits.max_message_bytes",
 		"limits.max_rooms_per_user", "limits.max_participants",
+		"uploads.backend", "uploads.dir", "uploads.max_size", "uploads.url_expiry",
+		"s3.endpoint", "s3.bucket", "s3.region", "s3.access_key", "s3.secret_key_file",
+		"s3.style", "s3.protocol", "s3.public_url", "s3.create_bucket",
 	};
 	const char *const *keys = ch_config_keys();
 	size_t n = 0;
