@@ -5,13 +5,19 @@
  * server's (unmasked) frames. The caller owns the socket; client/conn.h is
  * a blocking connection built on this.
  *
+ * The frame parser and the frame writers are worker/ws.h's, so the two
+ * sides cannot drift apart: struct ch_wsc_parser is a struct ch_ws_parser
+ * reading server frames, and this module only gives it the client's event
+ * shape and const input. The constants below are worker/ws.h's under the
+ * client's names.
+ *
  * Invariants: the parser's events depend only on the bytes fed, never on
- * how they were split; it never reads past in[0..len); a server frame that
- * is masked, uses RSV bits or an unknown opcode, a control frame that is
- * fragmented or over 125 bytes, a continuation with no message open (or a
- * data frame while one is open), text that is not UTF-8 and a message over
- * max_message are errors, after which every call repeats the error.
- * No extension and no subprotocol is ever asked for.
+ * how they were split; it never reads past in[0..len) and never writes to
+ * it; a server frame that is masked, uses RSV bits or an unknown opcode, a
+ * control frame that is fragmented or over 125 bytes, a continuation with
+ * no message open (or a data frame while one is open), text that is not
+ * UTF-8 and a message over max_message are errors, after which every call
+ * repeats the error. No extension and no subprotocol is ever asked for.
  */
 #ifndef CH_WSC_H
 #define CH_WSC_H
@@ -19,19 +25,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "common/utf8.h"
+#include "worker/ws.h"
 
-/* Opcodes (RFC 6455 5.2); the same values as worker/ws.h's CH_WS_OP_*. */
-#define CH_WSC_OP_CONT		0x0
-#define CH_WSC_OP_TEXT		0x1
-#define CH_WSC_OP_BINARY	0x2
-#define CH_WSC_OP_CLOSE		0x8
-#define CH_WSC_OP_PING		0x9
-#define CH_WSC_OP_PONG		0xA
+/* Opcodes (RFC 6455 5.2). */
+#define CH_WSC_OP_CONT		CH_WS_OP_CONT
+#define CH_WSC_OP_TEXT		CH_WS_OP_TEXT
+#define CH_WSC_OP_BINARY	CH_WS_OP_BINARY
+#define CH_WSC_OP_CLOSE		CH_WS_OP_CLOSE
+#define CH_WSC_OP_PING		CH_WS_OP_PING
+#define CH_WSC_OP_PONG		CH_WS_OP_PONG
 
-#define CH_WSC_CLOSE_NORMAL	1000
-#define CH_WSC_CLOSE_NO_STATUS	1005	/* the close frame had no code */
-#define CH_WSC_MAX_CONTROL	125	/* largest control payload (5.5) */
+#define CH_WSC_CLOSE_NORMAL	CH_WS_CLOSE_NORMAL
+#define CH_WSC_CLOSE_NO_STATUS	CH_WS_CLOSE_NO_STATUS	/* the close frame had no code */
+#define CH_WSC_MAX_CONTROL	CH_WS_MAX_CONTROL_PAYLOAD	/* largest control payload (5.5) */
 
 /* Sec-WebSocket-Key: base64 of 16 random bytes. */
 #define CH_WSC_KEY_LEN 24
@@ -57,7 +63,7 @@ int ch_wsc_request(char *out, size_t cap, const char *host, const char *path,
 int ch_wsc_response(const char *buf, size_t len, const char *key, int *status);
 
 /* Largest client frame header: 2 + 8 (64-bit length) + 4 (mask). */
-#define CH_WSC_MAX_HEADER 14
+#define CH_WSC_MAX_HEADER CH_WS_MAX_CLIENT_HEADER
 
 /*
  * One masked client frame (header + masked payload) with a fresh random
@@ -70,7 +76,8 @@ size_t ch_wsc_frame(uint8_t *out, size_t cap, int opcode, int fin,
 
 /*
  * A masked close frame carrying code (and no reason); 0 if cap is too
- * small (it needs 2 + CH_WSC_MAX_HEADER).
+ * small (it needs 2 + CH_WSC_MAX_HEADER). Like ch_ws_close_frame, a code
+ * that must not be sent (0, 1005, 1006, 1015) gives an empty close.
  */
 size_t ch_wsc_close_frame(uint8_t *out, size_t cap, uint16_t code);
 
@@ -101,28 +108,7 @@ enum { CH_WSC_NEED_MORE, CH_WSC_MESSAGE, CH_WSC_PING, CH_WSC_PONG, CH_WSC_CLOSE,
 
 /* All fields internal; public so callers can embed the parser. */
 struct ch_wsc_parser {
-	size_t max_message;	/* largest message, fragments summed */
-	uint8_t state;		/* enum in wsc.c */
-
-	uint8_t hdr[10];	/* header of the frame being read (server: no mask) */
-	uint8_t hdr_len;
-	uint8_t hdr_need;
-
-	uint8_t opcode;		/* current frame */
-	uint8_t fin;
-	uint64_t frame_len;
-	uint64_t frame_done;
-
-	uint8_t msg_opcode;	/* fragmented message being received; 0: none */
-	struct ch_utf8 utf8;	/* text: verdict on the message so far */
-	uint8_t *buf;		/* malloc'd reassembly buffer */
-	size_t buf_len;
-	size_t buf_cap;
-
-	uint8_t ctrl[CH_WSC_MAX_CONTROL];	/* a control frame split across calls */
-
-	uint16_t err_code;	/* sticky error */
-	const char *err_text;
+	struct ch_ws_parser ws;	/* started with CH_WS_PEER_SERVER */
 };
 
 /* A parser refusing (1009) any message over max_message bytes. */

@@ -7,6 +7,11 @@
  *   once hdr holds the bytes it needs, so a header split at any byte is
  *   checked exactly as a whole one: the checks run at the same byte of the
  *   stream, in the same order, whatever the split.
+ * - Only unmasking writes to in: with masked == 0 (a parser of server
+ *   frames) in is never written, which is what lets ch_ws_parse_const
+ *   hand read-only input to the same code. The side is one flag tested per
+ *   header and per copy, so the server's path keeps its in-place unmasking
+ *   and gains no copy.
  * - msg_len <= max_message at all times: a data frame is refused from its
  *   header when msg_len + frame_len would pass it, so the buffer never
  *   grows past max_message and never needs a length check while copying.
@@ -35,7 +40,6 @@ enum ch_ws_pstate {
 };
 
 /* Header bit fields (RFC 6455 5.2). */
-#define CH_WS_OPCODE_BITS	0x0F
 #define CH_WS_CONTROL_BIT	0x08	/* opcodes 8-F are control frames */
 #define CH_WS_MASK_BIT		0x80	/* second byte: a masking key follows */
 #define CH_WS_LEN7_BITS		0x7F
@@ -44,7 +48,6 @@ enum ch_ws_pstate {
 #define CH_WS_LEN16_MAX		0xFFFFu
 #define CH_WS_LEN64_TOP		(1ull << 63)
 #define CH_WS_BASE_HEADER	2
-#define CH_WS_CLOSE_CODE_LEN	2
 
 /* A UTF-8 continuation byte is 10xxxxxx. */
 #define CH_WS_UTF8_TAIL_BITS	0xC0
@@ -231,12 +234,18 @@ void ch_ws_mask(uint8_t *dst, const uint8_t *src, size_t n,
  * Parser
  * ---------------------------------------------------------------------- */
 
-void ch_ws_parser_init(struct ch_ws_parser *p, size_t max_message)
+void ch_ws_parser_init_peer(struct ch_ws_parser *p, size_t max_message, enum ch_ws_peer peer)
 {
 	memset(p, 0, sizeof(*p));
 	p->max_message = max_message < CH_WS_MAX_MESSAGE_LIMIT ? max_message : CH_WS_MAX_MESSAGE_LIMIT;
 	p->state = CH_WS_P_HEADER;
+	p->masked = peer == CH_WS_PEER_CLIENT;
 	p->hdr_need = CH_WS_BASE_HEADER;
+}
+
+void ch_ws_parser_init(struct ch_ws_parser *p, size_t max_message)
+{
+	ch_ws_parser_init_peer(p, max_message, CH_WS_PEER_CLIENT);
 }
 
 static void ch_ws_release(struct ch_ws_parser *p)
@@ -312,8 +321,10 @@ static int ch_ws_check_base(struct ch_ws_parser *p)
 		return ch_ws_fail(p, CH_WS_CLOSE_PROTOCOL, "reserved bit set with no extension");
 	if (!ch_ws_known_opcode(op))
 		return ch_ws_fail(p, CH_WS_CLOSE_PROTOCOL, "unknown opcode");
-	if (!(b1 & CH_WS_MASK_BIT))
+	if (p->masked && !(b1 & CH_WS_MASK_BIT))
 		return ch_ws_fail(p, CH_WS_CLOSE_PROTOCOL, "client frame not masked");
+	if (!p->masked && (b1 & CH_WS_MASK_BIT))
+		return ch_ws_fail(p, CH_WS_CLOSE_PROTOCOL, "masked server frame");
 	if (ch_ws_is_control(op)) {
 		if (!(b0 & CH_WS_FIN))
 			return ch_ws_fail(p, CH_WS_CLOSE_PROTOCOL, "fragmented control frame");
@@ -369,7 +380,8 @@ static void ch_ws_begin_frame(struct ch_ws_parser *p)
 
 	p->opcode = op;
 	p->fin = (p->hdr[0] & CH_WS_FIN) != 0;
-	memcpy(p->mask, p->hdr + p->hdr_len - CH_WS_MASK_LEN, CH_WS_MASK_LEN);
+	if (p->masked)
+		memcpy(p->mask, p->hdr + p->hdr_len - CH_WS_MASK_LEN, CH_WS_MASK_LEN);
 	p->frame_done = 0;
 	if (op == CH_WS_OP_TEXT || op == CH_WS_OP_BINARY) {
 		p->msg_opcode = op;
@@ -384,26 +396,29 @@ static void ch_ws_begin_frame(struct ch_ws_parser *p)
 /*
  * hdr holds hdr_need bytes: run the checks they allow and say how many
  * bytes the next step needs. Stages: 2 bytes (base checks), 2 + extended
- * length (length checks), then 2 + extended length + mask (frame begins).
+ * length (length checks), then, for masked frames, 2 + extended length +
+ * mask; the frame begins once the last stage's bytes are in.
  */
 static int ch_ws_header_step(struct ch_ws_parser *p)
 {
-	size_t ext;
+	/* hdr_need >= 2, so hdr[1] is in. */
+	uint8_t with_len = (uint8_t)(CH_WS_BASE_HEADER + ch_ws_ext_len(p->hdr[1]));
 
 	if (p->hdr_need == CH_WS_BASE_HEADER) {
 		if (ch_ws_check_base(p) < 0)
 			return -1;
-		ext = ch_ws_ext_len(p->hdr[1]);
-		p->hdr_need = (uint8_t)(CH_WS_BASE_HEADER + ext);
-		if (ext != 0)
+		if (with_len != CH_WS_BASE_HEADER) {
+			p->hdr_need = with_len;
 			return 0;
+		}
 	}
-	ext = ch_ws_ext_len(p->hdr[1]);
-	if (p->hdr_need == CH_WS_BASE_HEADER + ext) {
+	if (p->hdr_need == with_len) {
 		if (ch_ws_check_length(p) < 0)
 			return -1;
-		p->hdr_need = (uint8_t)(CH_WS_BASE_HEADER + ext + CH_WS_MASK_LEN);
-		return 0;
+		if (p->masked) {
+			p->hdr_need = (uint8_t)(with_len + CH_WS_MASK_LEN);
+			return 0;
+		}
 	}
 	ch_ws_begin_frame(p);
 	return 0;
@@ -497,6 +512,16 @@ static int ch_ws_end_frame(struct ch_ws_parser *p, uint8_t *data, size_t len,
 	return 1;
 }
 
+/* Move n payload bytes from src to dst (not overlapping), unmasking masked frames. */
+static void ch_ws_move_payload(const struct ch_ws_parser *p, uint8_t *dst, const uint8_t *src,
+			       size_t n)
+{
+	if (p->masked)
+		ch_ws_mask(dst, src, n, p->mask, p->frame_done);
+	else
+		memcpy(dst, src, n);
+}
+
 /* Copy (unmasking) payload bytes from in[0..n) into ctrl or buf. */
 static int ch_ws_copy_payload(struct ch_ws_parser *p, const uint8_t *in, size_t n)
 {
@@ -504,12 +529,12 @@ static int ch_ws_copy_payload(struct ch_ws_parser *p, const uint8_t *in, size_t 
 
 	if (ch_ws_is_control(p->opcode)) {
 		/* frame_len <= 125 was checked, so this stays inside ctrl. */
-		ch_ws_mask(p->ctrl + p->frame_done, in, n, p->mask, p->frame_done);
+		ch_ws_move_payload(p, p->ctrl + p->frame_done, in, n);
 	} else {
 		if (ch_ws_reserve(p, n) < 0)
 			return ch_ws_fail(p, CH_WS_CLOSE_INTERNAL, "out of memory");
 		dst = p->buf + p->msg_len;
-		ch_ws_mask(dst, in, n, p->mask, p->frame_done);
+		ch_ws_move_payload(p, dst, in, n);
 		if (p->msg_opcode == CH_WS_OP_TEXT &&
 		    ch_utf8_feed(&p->utf8, dst, n) == CH_UTF8_INVALID)
 			return ch_ws_fail(p, CH_WS_CLOSE_BAD_DATA, "text message is not UTF-8");
@@ -531,12 +556,13 @@ static int ch_ws_read_payload(struct ch_ws_parser *p, uint8_t *in, size_t len,
 	bool whole = control || (p->fin && p->opcode != CH_WS_OP_CONT);
 	size_t n;
 
-	/* The common case: the whole message is here, so unmask it in place. */
+	/* The common case: the whole message is here: no copy (unmask in place). */
 	if (whole && p->frame_done == 0 && p->frame_len <= avail) {
 		uint8_t *d = avail ? in + *pos : ch_ws_empty;
 
 		n = (size_t)p->frame_len;
-		ch_ws_mask(d, d, n, p->mask, 0);
+		if (p->masked)
+			ch_ws_mask(d, d, n, p->mask, 0);
 		*pos += n;
 		p->frame_done = n;
 		return ch_ws_end_frame(p, d, n, true, ev);
@@ -603,6 +629,16 @@ size_t ch_ws_parse(struct ch_ws_parser *p, uint8_t *in, size_t len, struct ch_ws
 	return pos;
 }
 
+size_t ch_ws_parse_const(struct ch_ws_parser *p, const uint8_t *in, size_t len,
+			 struct ch_ws_event *ev)
+{
+	/* Unmasking in place would write to in: refuse rather than do it. */
+	if (p->masked && p->state != CH_WS_P_ERROR)
+		ch_ws_fail(p, CH_WS_CLOSE_INTERNAL, "read-only input for masked frames");
+	/* Safe: with masked == 0, ch_ws_parse never writes to in (see the top). */
+	return ch_ws_parse(p, (uint8_t *)in, len, ev);
+}
+
 /* ------------------------------------------------------------------------
  * Writers
  * ---------------------------------------------------------------------- */
@@ -659,15 +695,13 @@ size_t ch_ws_pong_frame(const void *payload, size_t len, uint8_t out[CH_WS_MAX_C
 	return ch_ws_control_frame(CH_WS_OP_PONG, payload, len, out);
 }
 
-size_t ch_ws_close_frame(uint16_t code, const char *reason, size_t reason_len,
-			 uint8_t out[CH_WS_MAX_CONTROL_FRAME])
+size_t ch_ws_close_payload(uint16_t code, const char *reason, size_t reason_len,
+			   uint8_t payload[CH_WS_MAX_CONTROL_PAYLOAD])
 {
-	uint8_t payload[CH_WS_MAX_CONTROL_PAYLOAD];
-
 	/* 7.4.1: these only report what happened; they never go on the wire. */
 	if (code == 0 || code == CH_WS_CLOSE_NO_STATUS || code == CH_WS_CLOSE_ABNORMAL ||
 	    code == CH_WS_CLOSE_TLS)
-		return ch_ws_control_frame(CH_WS_OP_CLOSE, NULL, 0, out);
+		return 0;
 	if (reason == NULL)
 		reason_len = 0;
 	if (reason_len > CH_WS_MAX_CLOSE_REASON) {
@@ -681,7 +715,16 @@ size_t ch_ws_close_frame(uint16_t code, const char *reason, size_t reason_len,
 	payload[1] = (uint8_t)code;
 	if (reason_len > 0)
 		memcpy(payload + CH_WS_CLOSE_CODE_LEN, reason, reason_len);
-	return ch_ws_control_frame(CH_WS_OP_CLOSE, payload, CH_WS_CLOSE_CODE_LEN + reason_len, out);
+	return CH_WS_CLOSE_CODE_LEN + reason_len;
+}
+
+size_t ch_ws_close_frame(uint16_t code, const char *reason, size_t reason_len,
+			 uint8_t out[CH_WS_MAX_CONTROL_FRAME])
+{
+	uint8_t payload[CH_WS_MAX_CONTROL_PAYLOAD];
+	size_t n = ch_ws_close_payload(code, reason, reason_len, payload);
+
+	return ch_ws_control_frame(CH_WS_OP_CLOSE, payload, n, out);
 }
 
 size_t ch_ws_client_frame(uint8_t first_byte, const void *payload, size_t len,

@@ -1,16 +1,19 @@
 /*
- * The server side of WebSocket (RFC 6455) with no I/O: the worker's loop
- * feeds the bytes a client sent into a struct ch_ws_parser and gets events
- * back; the frame writers below produce the bytes to send. Like http.h, the
- * unit tests and the fuzzer drive it directly.
+ * WebSocket (RFC 6455) with no I/O: the worker's loop feeds the bytes a
+ * client sent into a struct ch_ws_parser and gets events back; the frame
+ * writers below produce the bytes to send. Like http.h, the unit tests and
+ * the fuzzer drive it directly.
  *
  * Three parts:
  *  - the opening handshake: checking an upgrade request's header values
  *    (plain pointers and lengths, so this header does not depend on
  *    worker/http.h) and computing Sec-WebSocket-Accept;
- *  - the frame parser, incremental over any split of the input;
+ *  - the frame parser, incremental over any split of the input. It is the
+ *    only one in the tree: the server reads masked client frames with it,
+ *    and client/wsc.c (chatcli, chatbench) wraps it to read unmasked server
+ *    frames, so both sides enforce the same rules the same way;
  *  - frame writers: unmasked server frames, and masked client frames for the
- *    tests and the load generator.
+ *    client library, the tests and the load generator.
  *
  * No extension and no subprotocol is ever negotiated: the 101 answer names
  * neither, so every RSV bit must be 0 and Sec-WebSocket-Extensions /
@@ -36,6 +39,7 @@
 #define CH_WS_OP_PONG	0xA
 #define CH_WS_FIN	0x80	/* first header byte: last frame of a message */
 #define CH_WS_RSV_MASK	0x70	/* first header byte: RSV1..RSV3 */
+#define CH_WS_OPCODE_BITS 0x0F	/* first header byte: the opcode */
 
 #define CH_WS_CLOSE_NORMAL	1000
 #define CH_WS_CLOSE_GOING_AWAY	1001	/* the server is stopping */
@@ -56,6 +60,7 @@
 #define CH_WS_MAX_SERVER_HEADER 10	/* 2 + 8; server frames carry no mask */
 #define CH_WS_MAX_CONTROL_FRAME (2 + CH_WS_MAX_CONTROL_PAYLOAD)
 #define CH_WS_MASK_LEN 4
+#define CH_WS_CLOSE_CODE_LEN 2	/* a close payload starts with a 16-bit code */
 
 /* Default largest message, all fragments together ([limits] max_message_bytes). */
 #define CH_WS_DEFAULT_MAX_MESSAGE (64 * 1024)
@@ -156,15 +161,25 @@ struct ch_ws_event {
 };
 
 /*
- * One client connection's receiving side. All fields are internal; the
- * struct is public only so it can be embedded in the connection. It holds
- * no heap memory while no message is partly received (see ch_ws_parse).
+ * Whose frames a parser reads (RFC 6455 5.1): a client masks every frame it
+ * sends and a server masks none, and each side must refuse the other form.
+ */
+enum ch_ws_peer {
+	CH_WS_PEER_CLIENT,	/* the server's parser: frames must be masked */
+	CH_WS_PEER_SERVER,	/* the client library's: frames must not be */
+};
+
+/*
+ * One connection's receiving side. All fields are internal; the struct is
+ * public only so it can be embedded in the connection. It holds no heap
+ * memory while no message is partly received (see ch_ws_parse).
  */
 struct ch_ws_parser {
 	size_t max_message;	/* largest message, fragments summed */
 	uint8_t state;		/* enum ch_ws_pstate in ws.c */
+	uint8_t masked;		/* 1: frames must carry a mask; 0: must not */
 
-	/* Header of the frame being read (copied: at most 14 bytes). */
+	/* Header of the frame being read (copied: at most 14 bytes, 10 unmasked). */
 	uint8_t hdr[CH_WS_MAX_CLIENT_HEADER];
 	uint8_t hdr_len;	/* bytes of hdr filled */
 	uint8_t hdr_need;	/* bytes hdr must hold for the next check */
@@ -192,9 +207,12 @@ struct ch_ws_parser {
 };
 
 /*
- * Start a parser that refuses (1009) any message over max_message bytes,
- * fragments summed. Allocates nothing.
+ * Start a parser of frames sent by peer that refuses (1009) any message
+ * over max_message bytes, fragments summed. Allocates nothing.
  */
+void ch_ws_parser_init_peer(struct ch_ws_parser *p, size_t max_message, enum ch_ws_peer peer);
+
+/* The server's parser: ch_ws_parser_init_peer(p, max_message, CH_WS_PEER_CLIENT). */
 void ch_ws_parser_init(struct ch_ws_parser *p, size_t max_message);
 
 /* Release the parser's memory; init it again before any further use. */
@@ -216,15 +234,18 @@ size_t ch_ws_parser_mem(const struct ch_ws_parser *p);
  *		 ev.type != CH_WS_EV_CLOSE);
  *
  * The events depend only on the bytes, never on how they were split.
- * The parser rewrites the bytes it consumes: a frame that is a whole message
- * (or a control frame) and lies entirely in in is unmasked in place and
- * delivered pointing into in, with no copy. Other payloads are unmasked
- * into the parser's buffer, which grows with the bytes received, never past
- * max_message, and is freed by the call that returns CH_WS_EV_NONE once no
- * message is partly received.
+ * A frame that is a whole message (or a control frame) and lies entirely
+ * in in is delivered pointing into in, with no copy; masked frames are
+ * unmasked in place for that, so the parser rewrites the bytes it consumes
+ * (only when they are masked: a parser of server frames never writes to
+ * in). Other payloads are unmasked (or copied) into the parser's buffer,
+ * which grows with the bytes received, never past max_message, and is
+ * freed by the call that returns CH_WS_EV_NONE once no message is partly
+ * received.
  *
  * Rules enforced (RFC 6455 5.1-5.6, 7.4, 8.1), with the close code:
- *  - client frames must be masked; RSV bits must be 0; opcodes 3-7 and
+ *  - client frames must be masked and server frames must not be (as the
+ *    parser was started); RSV bits must be 0; opcodes 3-7 and
  *    B-F are unknown; a control frame must have FIN and a 7-bit length of at
  *    most 125; a continuation needs an open fragmented message, and a text
  *    or binary frame needs none open; a 64-bit length must have its top bit
@@ -251,6 +272,14 @@ size_t ch_ws_parser_mem(const struct ch_ws_parser *p);
  */
 size_t ch_ws_parse(struct ch_ws_parser *p, uint8_t *in, size_t len, struct ch_ws_event *ev);
 
+/*
+ * ch_ws_parse for read-only input, on a parser of server frames (which
+ * never writes to in); event data pointing into in must then be treated
+ * as const. On a parser of masked frames it is an ERROR (1011).
+ */
+size_t ch_ws_parse_const(struct ch_ws_parser *p, const uint8_t *in, size_t len,
+			 struct ch_ws_event *ev);
+
 /* ------------------------------------------------------------------------
  * Frame writers
  * ---------------------------------------------------------------------- */
@@ -271,11 +300,15 @@ size_t ch_ws_frame_header(uint8_t opcode, uint64_t payload_len,
 			  uint8_t out[CH_WS_MAX_SERVER_HEADER]);
 
 /*
- * A whole server close frame: code then reason, the reason cut to at most
+ * A close frame's payload: code then reason, the reason cut to at most
  * CH_WS_MAX_CLOSE_REASON bytes, at a character boundary (it must be UTF-8).
  * A code that must not be sent (0, 1005, 1006, 1015) gives an empty payload,
- * so a peer's CH_WS_CLOSE_NO_STATUS can be echoed as is. Returns the length.
+ * so a peer's CH_WS_CLOSE_NO_STATUS can be echoed as is. Returns its length.
  */
+size_t ch_ws_close_payload(uint16_t code, const char *reason, size_t reason_len,
+			   uint8_t out[CH_WS_MAX_CONTROL_PAYLOAD]);
+
+/* A whole server close frame with ch_ws_close_payload's payload. Returns the length. */
 size_t ch_ws_close_frame(uint16_t code, const char *reason, size_t reason_len,
 			 uint8_t out[CH_WS_MAX_CONTROL_FRAME]);
 

@@ -989,7 +989,8 @@ static void presence_open(struct ch_worker *w, struct ch_conn *c)
 	act_touch(w, c);
 }
 
-static void presence_close(struct ch_worker *w, struct ch_conn *c)
+/* Out of the user table and the activity list. */
+static void users_unlink(struct ch_worker *w, struct ch_conn *c)
 {
 	struct ch_wsconn *ws = c->ws;
 
@@ -1001,7 +1002,12 @@ static void presence_close(struct ch_worker *w, struct ch_conn *c)
 		}
 	}
 	act_unlink(w, c);
-	presence_report(w, ws->user, CH_PRES_CLOSE, ws->idle);
+}
+
+static void presence_close(struct ch_worker *w, struct ch_conn *c)
+{
+	users_unlink(w, c);
+	presence_report(w, c->ws->user, CH_PRES_CLOSE, c->ws->idle);
 }
 
 static void put_users(struct ch_buf *j, struct ch_payload_reader *rd)
@@ -1639,14 +1645,7 @@ void ch_ws_export_done(struct ch_worker *w, struct ch_conn *c)
 	/* As ch_ws_free, but the user stays online: the worker that takes
 	 * the connection reports it open, and ours reports it closed only
 	 * after that (ch_ws_presence_gone), so the user never blinks. */
-	for (struct ch_conn **p = &w->rooms->users[user_bucket(ws->user)]; *p;
-	     p = &(*p)->ws->user_next) {
-		if (*p == c) {
-			*p = ws->user_next;
-			break;
-		}
-	}
-	act_unlink(w, c);
+	users_unlink(w, c);
 	while (ws->subs)
 		sub_free(w, ws->subs);
 	ch_ws_parser_free(&ws->parser);

@@ -473,7 +473,7 @@ START_TEST(test_parse_lengths)
 		ck_assert_uint_eq(ev.len, len);
 		if (len > 0)
 			ck_assert_ptr_eq(ev.data, s->b + h);
-		ck_assert_ptr_null(p.buf);
+		ck_assert_ptr_null(p.ws.buf);
 		ck_assert_int_eq(ch_wsc_parse(&p, s->b + used, 0, &used, &ev), CH_WSC_NEED_MORE);
 		ch_wsc_parser_free(&p);
 		/* Byte by byte: the same message. */
@@ -734,6 +734,46 @@ START_TEST(test_close)
 }
 END_TEST
 
+/* The close frames the client writes: a code that must never be sent
+ * (RFC 6455 7.4.1) gives an empty close, as the server's writer does. */
+START_TEST(test_close_frame_writer)
+{
+	uint8_t out[CH_WSC_MAX_HEADER + 8];
+	uint8_t plain[8];
+
+	size_t n = ch_wsc_close_frame(out, sizeof(out), 1000);
+	ck_assert_uint_eq(n, 2 + 4 + 2);	/* header, mask, code */
+	ck_assert_uint_eq(out[0], FIN | CH_WSC_OP_CLOSE);
+	ck_assert_uint_eq(out[1], 0x80 | 2);
+	for (int i = 0; i < 2; i++)
+		plain[i] = out[6 + i] ^ out[2 + i];
+	ck_assert_uint_eq(plain[0], 0x03);
+	ck_assert_uint_eq(plain[1], 0xE8);
+	static const uint16_t never[] = { 0, 1005, 1006, 1015 };
+	for (size_t k = 0; k < sizeof(never) / sizeof(never[0]); k++) {
+		n = ch_wsc_close_frame(out, sizeof(out), never[k]);
+		ck_assert_uint_eq(n, 2 + 4);
+		ck_assert_uint_eq(out[1], 0x80);
+	}
+}
+END_TEST
+
+/* The read-only entry point never writes to its input, so a parser of
+ * masked frames (which unmasks in place) refuses it. */
+START_TEST(test_parse_const_refuses_masked_side)
+{
+	struct ch_ws_parser p;
+	struct ch_ws_event ev;
+	const uint8_t frame[] = { 0x81, 0x81, 1, 2, 3, 4, 'a' ^ 1 };
+
+	ch_ws_parser_init(&p, BIG_MAX);
+	(void)ch_ws_parse_const(&p, frame, sizeof(frame), &ev);
+	ck_assert_int_eq(ev.type, CH_WS_EV_ERROR);
+	ck_assert_uint_eq(ev.code, CH_WS_CLOSE_INTERNAL);
+	ch_ws_parser_free(&p);
+}
+END_TEST
+
 /* A stream with every kind of event; the same events for every split. */
 static void mixed_stream(struct stream *s, size_t big)
 {
@@ -813,10 +853,10 @@ START_TEST(test_memory_released)
 	PUTS(s, FIN | CH_WSC_OP_CONT, "cd");
 	ch_wsc_parser_init(&p, BIG_MAX);
 	ck_assert_int_eq(ch_wsc_parse(&p, s->b, s->n, &used, &ev), CH_WSC_MESSAGE);
-	ck_assert_ptr_nonnull(p.buf);
-	ck_assert_ptr_eq(ev.data, p.buf);
+	ck_assert_ptr_nonnull(p.ws.buf);
+	ck_assert_ptr_eq(ev.data, p.ws.buf);
 	ck_assert_int_eq(ch_wsc_parse(&p, s->b + used, s->n - used, &used, &ev), CH_WSC_NEED_MORE);
-	ck_assert_ptr_null(p.buf);
+	ck_assert_ptr_null(p.ws.buf);
 	ch_wsc_parser_free(&p);
 	free(s);
 }
@@ -852,6 +892,8 @@ static Suite *wsc_suite(void)
 	tcase_add_test(pa, test_bytewise_and_every_split);
 	tcase_add_test(pa, test_big_stream_bytewise);
 	tcase_add_test(pa, test_memory_released);
+	tcase_add_test(pa, test_close_frame_writer);
+	tcase_add_test(pa, test_parse_const_refuses_masked_side);
 	suite_add_tcase(s, pa);
 	return s;
 }
