@@ -1054,9 +1054,10 @@ static void tell_systemd(struct ch_master *m, uint64_t now)
 {
 	if (!m->ready_told || m->reload_pending) {
 		if (ch_master_reload_done(m)) {
-			ch_notify_ready("serving with %d workers", m->cfg->workers);
+			/* Logged first: whoever sees READY finds the line. */
 			if (!m->ready_told)
 				ch_info("chatd ready: %d workers accepting", m->cfg->workers);
+			ch_notify_ready("serving with %d workers", m->cfg->workers);
 			m->ready_told = 1;
 			m->reload_pending = 0;
 		}

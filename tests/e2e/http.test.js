@@ -211,16 +211,24 @@ describe('http', () => {
     let ok = 0;
     let failed = 0;
     const stopAt = Date.now() + 2500;
+    // curl runs synchronously: yield between requests, so the kill below
+    // happens while the load runs, not after it.
     const load = (async () => {
       while (Date.now() < stopAt) {
         const r = curl([`${srv.url}/healthz`]);
         if (r.out === 'ok') ok++; else failed++;
+        await sleep(5);
       }
     })();
     await sleep(500);
     process.kill(victim.pid, 'SIGKILL');
     await load;
-    const after = srv.workers();
+    // The master restarts it at once, but the test may look first.
+    let after = srv.workers();
+    for (let i = 0; i < 50 && !(after.length === 2 && after.every((w) => w.pid !== victim.pid)); i++) {
+      await sleep(100);
+      after = srv.workers();
+    }
     assert.equal(after.length, 2);
     assert.ok(!after.some((w) => w.pid === victim.pid), 'the killed worker is gone');
     assert.ok(after.some((w) => w.args === victim.args), 'and replaced under the same name');

@@ -106,8 +106,9 @@ test('systemd: READY once workers accept, RELOADING/READY, WATCHDOG, STOPPING', 
     assert.match(ready.fields.STATUS, /serving with 3 workers/);
     // before READY, a STATUS saying it is starting and no READY
     assert.ok(l.messages.slice(0, readyAt).some((m) => /starting/.test(m.fields.STATUS || '')));
-    // READY=1 came after every worker said it was ready (the master logs it then)
-    assert.match(srv.log(), /chatd ready: 3 workers accepting/);
+    // READY=1 came after every worker said it was ready (the master logs it
+    // then; the log line may reach the file a moment after the datagram)
+    await waitFor(() => /chatd ready: 3 workers accepting/.test(srv.log()), 'the ready log line');
     const logLines = srv.log().split('\n');
     const readyLine = logLines.findIndex((x) => /chatd ready/.test(x));
     assert.ok(logLines.slice(0, readyLine).filter((x) => /worker \d started/.test(x)).length === 3);

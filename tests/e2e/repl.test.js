@@ -7,13 +7,18 @@
 // there, in order, once), then the old primary restarted: it is fenced,
 // cuts what the new primary never had and converges byte for byte; a
 // network cut (a TCP proxy in this test that stops forwarding, as a
-// black-holed link does) stops acks under ack = replica until it heals.
+// black-holed link does) stops acks under ack = replica until it heals;
+// and the same with a real cut: the standby runs in a network namespace
+// of its own, joined to the primary by a veth pair whose root end is set
+// down and up again (run as root; skipped, with the reason, elsewhere).
 'use strict';
 const { describe, it, after } = require('node:test');
 const assert = require('node:assert/strict');
 const crypto = require('node:crypto');
 const fs = require('node:fs');
+const http = require('node:http');
 const net = require('node:net');
+const { spawnSync } = require('node:child_process');
 const os = require('node:os');
 const path = require('node:path');
 const WebSocket = require('ws');
@@ -40,19 +45,22 @@ after(async () => {
   fs.rmSync(shared, { recursive: true, force: true });
 });
 
-// A node's configuration lines after [server].
-function replConf({ role, listen, peer, ack, timeout = '2s', secret = secretFile }) {
+// A node's configuration lines after [server]. host: the replication
+// listen address; peerHost: the peer's.
+function replConf({ role, listen, peer, ack, timeout = '2s', secret = secretFile,
+  host = '127.0.0.1', peerHost = '127.0.0.1' }) {
   return [
     '[journal]', `ack = ${ack}`,
-    '[replication]', `role = ${role}`, `listen = 127.0.0.1:${listen}`,
-    `primary = 127.0.0.1:${peer}`, `secret_file = ${secret}`, `ack_timeout = ${timeout}`,
+    '[replication]', `role = ${role}`, `listen = ${host}:${listen}`,
+    `primary = ${peerHost}:${peer}`, `secret_file = ${secret}`, `ack_timeout = ${timeout}`,
     '[auth]', `key_file = ${keyFile}`,
     '[limits]', 'auth_per_ip_per_minute = 0',
   ];
 }
 
+// opts.chatd: more options for startChatd (host, wrap).
 async function startNode(opts) {
-  const srv = await startChatd({ workers: 2, extra: replConf(opts) });
+  const srv = await startChatd({ workers: 2, extra: replConf(opts), ...(opts.chatd || {}) });
   srv.repl = opts;
   running.push(srv);
   return srv;
@@ -84,8 +92,31 @@ async function restart(srv) {
   return again;
 }
 
-async function metrics(port) {
-  const r = await new Api(port, { keepAlive: false }).get('/metrics');
+// One GET on a fresh connection to any address (Api talks to 127.0.0.1
+// only; a standby in a network namespace is reached at its veth address).
+function getAt(host, port, urlPath, token) {
+  return new Promise((resolve, reject) => {
+    const headers = token ? { Authorization: `Bearer ${token}` } : {};
+    const req = http.request({ host, port, path: urlPath, headers, agent: false });
+    req.setTimeout(10000, () => req.destroy(new Error(`timeout: GET ${host}:${port}${urlPath}`)));
+    req.on('error', reject);
+    req.on('response', (res) => {
+      const chunks = [];
+      res.on('data', (d) => chunks.push(d));
+      res.on('error', reject);
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        let json;
+        try { json = JSON.parse(text); } catch { json = undefined; }
+        resolve({ status: res.statusCode, text, json });
+      });
+    });
+    req.end();
+  });
+}
+
+async function metrics(port, host = '127.0.0.1') {
+  const r = await getAt(host, port, '/metrics');
   const out = {};
   for (const line of r.text.split('\n')) {
     const m = line.match(/^chatd_([a-z0-9_]+) (\d+)$/);
@@ -113,7 +144,7 @@ function logBytes(srv) {
 
 async function converged(primary, standby) {
   await waitUntil('the standby to hold the primary\'s log', async () => {
-    const [p, s] = await Promise.all([metrics(primary.port), metrics(standby.port)]);
+    const [p, s] = await Promise.all([metrics(primary.port, primary.host), metrics(standby.port, standby.host)]);
     return p.journal_log_end > 0 && p.journal_log_end === s.journal_log_end &&
       s.repl_acked_pos === p.journal_log_end;
   }, 60000);
@@ -213,6 +244,89 @@ async function makeProxy(targetPort) {
     close() { for (const { c, u } of pairs) { c.destroy(); u.destroy(); } server.close(); },
   };
 }
+
+// Runs a command; returns {ok, why} (why: its stderr, or the spawn error).
+function run(cmd) {
+  const r = spawnSync(cmd[0], cmd.slice(1), { encoding: 'utf8', timeout: 10000 });
+  const ok = r.status === 0 && !r.error;
+  return { ok, why: ok ? '' : `${cmd.join(' ')}: ${(r.error && r.error.message) || r.stderr.trim() || `exit ${r.status}`}` };
+}
+
+function must(cmd) {
+  const r = run(cmd);
+  if (!r.ok) throw new Error(r.why);
+}
+
+// Network namespaces made here, removed by netns.destroy() in the test's
+// finally, or at exit if the test process leaves before it (a process
+// killed by a signal leaves them behind: `ip netns list`, chatd-e2e-*).
+const namespaces = new Set();
+process.on('exit', () => { for (const ns of namespaces) ns.destroy(); });
+
+// A 10.231.X.Y/30 that no interface here uses: .Y+1 the root end, .Y+2
+// the namespace end.
+function freeSubnet() {
+  const used = spawnSync('ip', ['-4', '-o', 'addr', 'show'], { encoding: 'utf8' }).stdout || '';
+  for (let i = 0; i < 100; i++) {
+    const x = crypto.randomInt(0, 256);
+    const y = crypto.randomInt(0, 64) * 4;
+    if (!used.includes(`10.231.${x}.`)) return { root: `10.231.${x}.${y + 1}`, inner: `10.231.${x}.${y + 2}` };
+  }
+  throw new Error('no free 10.231.X.0/30 found');
+}
+
+// A network namespace chatd-e2e-<random> joined to the root namespace by
+// a veth pair. cut() sets the root end down (no carrier on either side:
+// every packet between them is dropped, the sockets stay open), heal()
+// sets it up again (the connected routes come back with it). Returns
+// {skip: reason} when this machine cannot make one (not root, no
+// CAP_SYS_ADMIN, no veth): that is the environment, not chatd.
+function makeNetns() {
+  if (typeof process.getuid === 'function' && process.getuid() !== 0) {
+    return { skip: 'needs root to make a network namespace and a veth pair' };
+  }
+  const tag = crypto.randomBytes(4).toString('hex');
+  const name = `chatd-e2e-${tag}`;
+  const rootIf = `cr${tag}`; // interface names: 15 bytes at most
+  const innerIf = `cn${tag}`;
+  const add = run(['ip', 'netns', 'add', name]);
+  if (!add.ok) return { skip: `ip netns add failed (${add.why})` };
+  const ns = {
+    name, rootIf, innerIf,
+    wrap: ['ip', 'netns', 'exec', name],
+    cut() { must(['ip', 'link', 'set', rootIf, 'down']); },
+    heal() { must(['ip', 'link', 'set', rootIf, 'up']); },
+    // Idempotent; run it after the processes inside have been killed.
+    destroy() {
+      run(['ip', 'link', 'del', rootIf]);
+      run(['ip', 'netns', 'del', name]);
+      namespaces.delete(ns);
+    },
+  };
+  namespaces.add(ns);
+  const veth = run(['ip', 'link', 'add', rootIf, 'type', 'veth', 'peer', 'name', innerIf, 'netns', name]);
+  if (!veth.ok) {
+    ns.destroy();
+    return { skip: `cannot make a veth pair (${veth.why})` };
+  }
+  try {
+    const { root, inner } = freeSubnet();
+    ns.rootAddr = root;
+    ns.innerAddr = inner;
+    must(['ip', 'addr', 'add', `${root}/30`, 'dev', rootIf]);
+    must(['ip', 'link', 'set', rootIf, 'up']);
+    must([...ns.wrap, 'ip', 'link', 'set', 'lo', 'up']);
+    must([...ns.wrap, 'ip', 'addr', 'add', `${inner}/30`, 'dev', innerIf]);
+    must([...ns.wrap, 'ip', 'link', 'set', innerIf, 'up']);
+  } catch (e) {
+    ns.destroy();
+    throw e;
+  }
+  return ns;
+}
+
+// The network namespace a process is in, as the kernel names it.
+const netnsOf = (pid) => fs.readlinkSync(`/proc/${pid}/ns/net`);
 
 async function pairPorts() {
   return { a: await freePort(), b: await freePort() };
@@ -503,5 +617,89 @@ describe('replication', { timeout: 600000 }, () => {
     await killAll(standby);
     await killAll(primary);
   });
-});
 
+  it('a real cut (the standby in a network namespace, its veth link set down) stops acks under ack = replica; they resume when the link is up again', async (t) => {
+    const ns = makeNetns();
+    if (ns.skip) {
+      t.skip(ns.skip);
+      return;
+    }
+    let primary = null;
+    let standby = null;
+    try {
+      const rp = await pairPorts();
+      // The primary: clients on 127.0.0.1, replication on the root end of
+      // the veth. The standby: everything on the namespace end, so the
+      // only way between them is the link this test cuts.
+      primary = await startNode({ role: 'primary', listen: rp.a, peer: rp.b, ack: 'replica', timeout: '1500ms',
+        host: ns.rootAddr, peerHost: ns.innerAddr });
+      standby = await startNode({ role: 'standby', listen: rp.b, peer: rp.a, ack: 'fsync',
+        host: ns.innerAddr, peerHost: ns.rootAddr, chatd: { host: ns.innerAddr, wrap: ns.wrap } });
+      assert.notEqual(netnsOf(standby.pid), netnsOf(process.pid), 'the standby runs in its own network namespace');
+      for (const w of standby.workers()) assert.equal(netnsOf(w.pid), netnsOf(standby.pid), 'and so do its workers');
+      assert.equal(netnsOf(primary.pid), netnsOf(process.pid), 'the primary runs in the root one');
+      const api = new Api(primary.port);
+      const { token, room } = await userAndRoom(api);
+      await waitUntil('the standby attached over the veth', async () => (await metrics(primary.port)).repl_connected === 1);
+      const before = await api.send(token, room, 'before', 'before');
+      assert.equal(before.status, 200, before.text);
+
+      ns.cut();
+      // Attached but silent: the send is stored, waits for the standby's
+      // confirmation and fails at ack_timeout, never acked.
+      let t0 = Date.now();
+      let r = await api.send(token, room, 'during', 'during');
+      let waited = Date.now() - t0;
+      assert.equal(r.status, 503, r.text);
+      assert.equal(r.json.error.code, 'replica_unavailable');
+      assert.ok(waited >= 1400, `failed only after ack_timeout (${waited} ms)`);
+      // Once the primary has given the silent standby up, sends still wait
+      // for one and fail the same way.
+      await waitUntil('the primary to drop the silent standby', async () => (await metrics(primary.port)).repl_connected === 0, 15000);
+      t0 = Date.now();
+      r = await api.send(token, room, 'during2', 'during2');
+      waited = Date.now() - t0;
+      assert.equal(r.status, 503, r.text);
+      assert.equal(r.json.error.code, 'replica_unavailable');
+      assert.ok(waited >= 1400, `failed only after ack_timeout (${waited} ms)`);
+      const cut = await metrics(primary.port);
+      assert.ok(cut.repl_ack_timeouts_total >= 2, `ack timeouts counted (${cut.repl_ack_timeouts_total})`);
+      assert.ok(cut.repl_acked_pos < cut.journal_log_end, 'the primary holds records the standby never confirmed');
+
+      ns.heal();
+      // Retries with the same ids are acked once the standby is back and
+      // has them, with the seqs they were stored under the first time.
+      const during = await waitUntil('acks to resume', async () => {
+        const x = await api.send(token, room, 'during', 'during');
+        return x.status === 200 ? x : null;
+      }, 30000);
+      const during2 = await api.send(token, room, 'during2', 'during2');
+      assert.equal(during2.status, 200, during2.text);
+      const after = await api.send(token, room, 'after', 'after');
+      assert.equal(after.status, 200, after.text);
+      assert.deepEqual([during.json.seq, during2.json.seq, after.json.seq],
+        [before.json.seq + 1, before.json.seq + 2, before.json.seq + 3], 'each stored once, in order');
+
+      // The standby, read through the veth: same log end, same bytes,
+      // every message once.
+      await converged(primary, standby);
+      const rooms = await getAt(standby.host, standby.port, '/api/rooms', token);
+      assert.equal(rooms.status, 200, rooms.text);
+      assert.equal(rooms.json.find((x) => x.id === room).last_seq, after.json.seq);
+      const hist = await getAt(standby.host, standby.port, `/api/history/${room}?limit=100`, token);
+      assert.equal(hist.status, 200, hist.text);
+      assert.deepEqual(hist.json.map((m) => m.content).reverse(), ['before', 'during', 'during2', 'after']);
+      assert.deepEqual(hist.json.map((m) => m.seq).reverse(),
+        [before.json.seq, during.json.seq, during2.json.seq, after.json.seq]);
+      const m = await metrics(standby.port, standby.host);
+      assert.equal(m.repl_role, 1);
+      assert.equal(m.repl_connected, 1);
+      assert.ok(m.repl_reconnects_total >= 1, 'the standby reconnected after the cut');
+    } finally {
+      // The processes first, then the link and the namespace.
+      if (standby) await killAll(standby).catch(() => {});
+      if (primary) await killAll(primary).catch(() => {});
+      ns.destroy();
+    }
+  });
+});

@@ -95,14 +95,18 @@ function children(pid) {
 
 // opts.reuse: a stopped server whose directory, port and configuration
 // are used again; opts.args: extra command-line arguments; opts.binary: the
-// chatd to run (default CHATD).
+// chatd to run (default CHATD); opts.host: the address to listen on and to
+// probe /healthz at (default 127.0.0.1); opts.wrap: a command prefix that
+// runs chatd in place, e.g. ['ip', 'netns', 'exec', name] (it must exec
+// chatd, not fork it, so proc.pid stays chatd's master).
 async function startChatd(opts = {}) {
+  const host = opts.host || '127.0.0.1';
   const dir = opts.reuse ? opts.reuse.dir : fs.mkdtempSync(path.join(os.tmpdir(), 'chatd-e2e-'));
   const port = opts.reuse ? opts.reuse.port : opts.port || await freePort();
   const webRoot = opts.webRoot || path.join(ROOT, 'www');
   const conf = [
     '[server]',
-    `listen = 127.0.0.1:${port}`,
+    `listen = ${host}:${port}`,
     `workers = ${opts.workers || 2}`,
     `data_dir = ${path.join(dir, 'var')}`,
     `web_root = ${webRoot}`,
@@ -114,13 +118,14 @@ async function startChatd(opts = {}) {
   if (!opts.reuse) fs.writeFileSync(confPath, conf);
   const logPath = path.join(dir, `chatd-${Date.now()}.log`);
   const log = fs.openSync(logPath, 'w');
-  const proc = spawn(opts.binary || CHATD, ['-c', confPath, ...(opts.args || [])],
-    { stdio: ['ignore', log, log] });
+  const argv = [opts.binary || CHATD, '-c', confPath, ...(opts.args || [])];
+  const cmd = [...(opts.wrap || []), ...argv];
+  const proc = spawn(cmd[0], cmd.slice(1), { stdio: ['ignore', log, log] });
   fs.closeSync(log);
   const exited = new Promise((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
   const srv = {
-    port, dir, confPath, proc, exited, pid: proc.pid,
-    url: `http://127.0.0.1:${port}`,
+    port, host, dir, confPath, proc, exited, pid: proc.pid,
+    url: `http://${host}:${port}`,
     log: () => fs.readFileSync(logPath, 'utf8'),
     workers: () => children(proc.pid).filter((c) => /chatd: worker/.test(c.args)),
     async stop(signal = 'SIGTERM') {
@@ -141,7 +146,7 @@ async function startChatd(opts = {}) {
   for (;;) {
     if (proc.exitCode !== null) throw new Error(`chatd exited at start:\n${srv.log()}`);
     try {
-      const r = await raw(port, 'GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n', { idleMs: 500 });
+      const r = await raw(port, 'GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n', { idleMs: 500, host });
       if (/^HTTP\/1\.1 200/.test(r.text) && srv.workers().length === (opts.workers || 2)) break;
     } catch (e) { /* not listening yet */ }
     if (Date.now() > deadline) throw new Error(`chatd did not come up:\n${srv.log()}`);
