@@ -98,6 +98,7 @@ struct ws_op {
 	int has_id;
 	int resume;		/* a lapped member rejoining (implies silent) */
 	int silent;		/* no joined frame; missing messages close with 1013 */
+	int dm;			/* a dm: the ack names the room the journal chose */
 	uint64_t since;
 	/* replay */
 	uint64_t *pos;
@@ -821,6 +822,8 @@ static void acked(struct ch_worker *w, struct ch_conn *c, void *ctx, uint32_t st
 		if (status != CH_BUS_OK) {
 			bus_failed(w, c, status, op);
 		} else {
+			if (op->dm)	/* the room the journal chose */
+				ch_payload_get_str(rd, op->room, sizeof(op->room));
 			uint64_t seq = ch_payload_get_u64(rd);
 			uint64_t ts = ch_payload_get_u64(rd);
 			send_ack(w, c, op, seq, ts);
@@ -846,9 +849,6 @@ static void send_ack(struct ch_worker *w, struct ch_conn *c, struct ws_op *op, u
 	send_json(w, c, &j);
 	ch_buf_free(&j);
 }
-
-static void dm_acked(struct ch_worker *w, struct ch_conn *c, void *ctx, uint32_t status,
-		     struct ch_payload_reader *rd);
 
 /* send {room, content} and dm {to, content}: the same checks, then the
  * journal stores it (a dm in the two users' room) and the ack comes back. */
@@ -889,8 +889,8 @@ static void do_message(struct ch_worker *w, struct ch_conn *c, const cJSON *msg,
 	ch_payload_put_str(&pw, t);
 	ch_payload_put_str(&pw, op->has_id ? op->id : "");
 	ch_payload_put_bytes(&pw, content->valuestring, cl);
-	if (ch_bus_send(w->bus, dm ? CH_REQ_DM : CH_REQ_SEND, &pw, w, c, dm ? dm_acked : acked,
-			op) == 0)
+	op->dm = dm;
+	if (ch_bus_send(w->bus, dm ? CH_REQ_DM : CH_REQ_SEND, &pw, w, c, acked, op) == 0)
 		return;
 busy:
 	send_error(w, c, "unavailable", "the server is busy; retry", op->id, op->has_id);
@@ -1161,24 +1161,6 @@ static void do_status(struct ch_worker *w, struct ch_conn *c, const cJSON *msg)
 	ch_buf_puts(&j, "}");
 	send_json(w, c, &j);
 	ch_buf_free(&j);
-}
-
-static void dm_acked(struct ch_worker *w, struct ch_conn *c, void *ctx, uint32_t status,
-		     struct ch_payload_reader *rd)
-{
-	struct ws_op *op = ctx;
-
-	if (c && c->state == CH_CONN_WS && !c->ws->closing) {
-		if (status != CH_BUS_OK) {
-			bus_failed(w, c, status, op);
-		} else {
-			ch_payload_get_str(rd, op->room, sizeof(op->room));
-			uint64_t seq = ch_payload_get_u64(rd);
-			uint64_t ts = ch_payload_get_u64(rd);
-			send_ack(w, c, op, seq, ts);
-		}
-	}
-	op_free(op);
 }
 
 /* A DM arrived in room: join every local connection of its users that
