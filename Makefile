@@ -109,7 +109,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_CFLAGS := -std=gnu11 -g -O1 -I. $(PKG_CFLAGS) -fsanitize=fuzzer,address,undefined
 
 # The client library (mk/client.mk) is linked too, for its frame parser.
-build/fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(CLIENT_SRC)
+build/fuzz/%: tests/fuzz/%.c tests/fuzz/fuzz.h $(LIB_SRC) $(CLIENT_SRC)
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRC) $(CLIENT_SRC) $(PKG_LIBS)
 

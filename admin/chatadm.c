@@ -13,6 +13,7 @@
 #define _GNU_SOURCE
 #include "admin/commands.h"
 #include "admin/render.h"
+#include "common/buf.h"
 #include "common/version.h"
 #include "master/config.h"
 
@@ -188,11 +189,12 @@ static int write_all(int fd, const char *p, size_t n)
  * failure. */
 static cJSON *read_answer(int fd)
 {
-	size_t len = 0, cap = 4096;
-	char *buf = malloc(cap);
+	enum { CHUNK = 4096 };
+	struct ch_buf buf;
 	cJSON *answer = NULL;
 
-	while (buf) {
+	ch_buf_init(&buf);
+	for (;;) {
 		struct pollfd p = { .fd = fd, .events = POLLIN };
 		int r = poll(&p, 1, CHATADM_TIMEOUT_MS);
 		if (r < 0 && errno == EINTR)
@@ -202,16 +204,12 @@ static cJSON *read_answer(int fd)
 				CHATADM_TIMEOUT_MS / 1000);
 			goto out;
 		}
-		if (len + 1 >= cap) {
-			char *bigger = cap >= CHATADM_ANSWER_MAX ? NULL : realloc(buf, cap * 2);
-			if (!bigger) {
-				fprintf(stderr, "chatadm: answer too large\n");
-				goto out;
-			}
-			buf = bigger;
-			cap *= 2;
+		/* Room for a chunk and the terminating NUL. */
+		if (buf.len >= CHATADM_ANSWER_MAX || ch_buf_reserve(&buf, CHUNK + 1) < 0) {
+			fprintf(stderr, "chatadm: answer too large\n");
+			goto out;
 		}
-		ssize_t n = read(fd, buf + len, cap - len - 1);
+		ssize_t n = read(fd, buf.p + buf.len, CHUNK);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
@@ -220,17 +218,20 @@ static cJSON *read_answer(int fd)
 		}
 		if (n == 0)
 			break;
-		len += (size_t)n;
+		buf.len += (size_t)n;
 	}
-	if (!buf)
-		return NULL;
-	buf[len] = '\0';
-	answer = cJSON_Parse(buf);
-	if (!answer || !cJSON_IsObject(answer))
+	if (ch_buf_reserve(&buf, 1) < 0)
+		goto out;
+	buf.p[buf.len] = '\0';
+	answer = cJSON_Parse(buf.p);
+	if (!cJSON_IsObject(answer)) {
 		fprintf(stderr, "chatadm: chatd sent no valid answer%s\n",
-			len ? "" : " (the connection closed)");
+			buf.len ? "" : " (the connection closed)");
+		cJSON_Delete(answer);
+		answer = NULL;
+	}
 out:
-	free(buf);
+	ch_buf_free(&buf);
 	return answer;
 }
 

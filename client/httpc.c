@@ -20,6 +20,7 @@
 
 #include "common/buf.h"
 #include "worker/http.h"
+#include "worker/ws.h"
 
 #define CH_HTTPC_DEFAULT_PORT "80"
 #define CH_HTTPC_READ_CHUNK 16384
@@ -259,25 +260,6 @@ const char *ch_httpc_header(const char *head, size_t len, const char *name, size
 	return NULL;
 }
 
-bool ch_httpc_has_token(const char *v, size_t n, const char *token)
-{
-	size_t tlen = strlen(token), i = 0, start, stop;
-
-	while (i < n) {
-		while (i < n && (ch_httpc_is_space(v[i]) || v[i] == ','))
-			i++;
-		start = i;
-		while (i < n && v[i] != ',')
-			i++;
-		stop = i;
-		while (stop > start && ch_httpc_is_space(v[stop - 1]))
-			stop--;
-		if (stop - start == tlen && strncasecmp(v + start, token, tlen) == 0)
-			return true;
-	}
-	return false;
-}
-
 /* ------------------------------------------------------------------------
  * Requests
  * ---------------------------------------------------------------------- */
@@ -332,7 +314,7 @@ static int ch_httpc_read_body(int fd, struct ch_buf *in, size_t head_len, int64_
 	int r = 1;
 
 	v = ch_httpc_header(in->p, head_len, "Transfer-Encoding", &vlen);
-	if (v != NULL && ch_httpc_has_token(v, vlen, "chunked"))
+	if (v != NULL && ch_ws_has_token(v, vlen, "chunked"))
 		chunked = true;
 	v = ch_httpc_header(in->p, head_len, "Content-Length", &vlen);
 	if (!chunked && v != NULL)

@@ -61,9 +61,6 @@ int ch_httpc_status(const char *head, size_t len);
  */
 const char *ch_httpc_header(const char *head, size_t len, const char *name, size_t *vlen);
 
-/* Whether the comma-separated list v[0..n) holds token (case-insensitive). */
-bool ch_httpc_has_token(const char *v, size_t n, const char *token);
-
 /* ---- requests ---- */
 
 struct ch_httpc_resp {

@@ -133,10 +133,10 @@ int ch_wsc_response(const char *buf, size_t len, const char *key, int *status)
 	if (*status != 101)
 		return -1;
 	v = ch_httpc_header(buf, head, "Upgrade", &vlen);
-	if (v == NULL || !ch_httpc_has_token(v, vlen, "websocket"))
+	if (v == NULL || !ch_ws_has_token(v, vlen, "websocket"))
 		return -1;
 	v = ch_httpc_header(buf, head, "Connection", &vlen);
-	if (v == NULL || !ch_httpc_has_token(v, vlen, "upgrade"))
+	if (v == NULL || !ch_ws_has_token(v, vlen, "upgrade"))
 		return -1;
 	if (ch_ws_accept_key(key, strlen(key), accept) < 0)
 		return -1;

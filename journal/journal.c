@@ -574,13 +574,31 @@ static uint32_t store_message(struct journal *j, struct ch_user *u, struct ch_ro
 	return CH_BUS_OK;
 }
 
+/* The answer to SEND and DM: the status, or OK with (for a DM, the room's
+ * name then) the message's seq and ts. */
+static void reply_stored(struct journal *j, int w, uint64_t id, uint32_t status,
+			 const char *dm_room, uint64_t seq, uint64_t ts)
+{
+	struct reply r;
+
+	if (status != CH_BUS_OK) {
+		reply_status(j, w, id, status);
+		return;
+	}
+	reply_begin(&r);
+	if (dm_room)
+		ch_payload_put_str(&r.pw, dm_room);
+	ch_payload_put_u64(&r.pw, seq);
+	ch_payload_put_u64(&r.pw, ts);
+	reply_end(j, w, id, CH_BUS_OK, &r);
+}
+
 static void on_send(struct journal *j, int w, uint64_t id, struct ch_payload_reader *rd)
 {
 	char user[CH_NAME_MAX + 1], room[CH_NAME_MAX + 1], cid[CH_CLIENT_ID_MAX + 1];
 	size_t content_len;
 	struct ch_user *u;
-	struct reply r;
-	uint64_t seq, ts;
+	uint64_t seq = 0, ts = 0;
 
 	ch_payload_get_str(rd, user, sizeof(user));
 	ch_payload_get_str(rd, room, sizeof(room));
@@ -594,14 +612,7 @@ static void on_send(struct journal *j, int w, uint64_t id, struct ch_payload_rea
 	if (!rm)
 		return;
 	uint32_t status = store_message(j, u, rm, cid, content, content_len, &seq, &ts);
-	if (status != CH_BUS_OK) {
-		reply_status(j, w, id, status);
-		return;
-	}
-	reply_begin(&r);
-	ch_payload_put_u64(&r.pw, seq);
-	ch_payload_put_u64(&r.pw, ts);
-	reply_end(j, w, id, CH_BUS_OK, &r);
+	reply_stored(j, w, id, status, NULL, seq, ts);
 }
 
 static void on_history(struct journal *j, int w, uint64_t id, struct ch_payload_reader *rd)
@@ -766,7 +777,7 @@ static void on_dm(struct journal *j, int w, uint64_t id, struct ch_payload_reade
 	char user[CH_NAME_MAX + 1], to[CH_NAME_MAX + 1], cid[CH_CLIENT_ID_MAX + 1];
 	size_t content_len;
 	struct reply r;
-	uint64_t seq, ts;
+	uint64_t seq = 0, ts = 0;
 
 	ch_payload_get_str(rd, user, sizeof(user));
 	ch_payload_get_str(rd, to, sizeof(to));
@@ -787,16 +798,9 @@ static void on_dm(struct journal *j, int w, uint64_t id, struct ch_payload_reade
 	struct ch_room *rm = dm_room(j, u, t);
 	uint32_t status = rm ? store_message(j, u, rm, cid, content, content_len, &seq, &ts)
 			     : CH_BUS_UNAVAILABLE;
-	if (status != CH_BUS_OK) {
-		reply_status(j, w, id, status);
-		return;
-	}
-	reply_begin(&r);
-	ch_payload_put_str(&r.pw, rm->name);
-	ch_payload_put_u64(&r.pw, seq);
-	ch_payload_put_u64(&r.pw, ts);
-	reply_end(j, w, id, CH_BUS_OK, &r);
-	post_autojoin(j, rm, seq);
+	reply_stored(j, w, id, status, rm ? rm->name : NULL, seq, ts);
+	if (status == CH_BUS_OK)
+		post_autojoin(j, rm, seq);
 }
 
 /*

@@ -47,10 +47,18 @@ static int read_secret(struct ch_repl *r, const char *path)
 		ch_err("replication: open %s: %s", path, strerror(errno));
 		return -1;
 	}
-	ssize_t n = read(fd, r->secret, sizeof(r->secret));
+	/* A read may return part of a file: read until end of file or the
+	 * buffer is full (a longer secret is cut there, as before). */
+	ssize_t n = 0, got = 1;
+	while (got != 0 && (size_t)n < sizeof(r->secret)) {
+		got = read(fd, r->secret + n, sizeof(r->secret) - (size_t)n);
+		if (got < 0 && errno != EINTR)
+			break;
+		n += got > 0 ? got : 0;
+	}
 	int saved = errno;
 	close(fd);
-	if (n < 0) {
+	if (got < 0) {
 		ch_err("replication: read %s: %s", path, strerror(saved));
 		return -1;
 	}
@@ -138,6 +146,15 @@ struct ch_repl *ch_repl_new(const struct ch_config *cfg, struct ch_stats *stats,
 		r->conns[i].fd = -1;
 	ch_buf_init(&r->held);
 	if (cfg->repl_secret_file[0] && read_secret(r, cfg->repl_secret_file) < 0) {
+		free(r);
+		return NULL;
+	}
+	/* Parsed once here (the configuration check already refused a bad
+	 * one), not again on every reconnect. */
+	char why[CH_CONFIG_ERR_MAX];
+	if (cfg->repl_primary[0] &&
+	    ch_config_parse_listen(cfg->repl_primary, &r->primary, why, sizeof(why)) < 0) {
+		ch_err("replication: primary = %s: %s", cfg->repl_primary, why);
 		free(r);
 		return NULL;
 	}
@@ -597,18 +614,17 @@ static int wait_fd(int fd, short ev, uint64_t deadline)
  */
 static int probe_peer(struct ch_repl *r, uint32_t *peer_epoch)
 {
-	struct ch_listen_addr a;
-	char why[CH_CONFIG_ERR_MAX];
+	const struct ch_listen_addr *a = &r->primary;
 	struct ch_repl_conn *c = &r->conns[0];
 	uint64_t deadline = monotonic_ms() + CH_REPL_PROBE_MS;
 	int newer = 0;
 
-	if (ch_config_parse_listen(r->cfg->repl_primary, &a, why, sizeof(why)) < 0)
+	if (!a->addrlen)
 		return 0;
-	int fd = socket(a.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int fd = socket(a->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return 0;
-	if (connect(fd, (struct sockaddr *)&a.addr, a.addrlen) < 0 && errno != EINPROGRESS) {
+	if (connect(fd, (const struct sockaddr *)&a->addr, a->addrlen) < 0 && errno != EINPROGRESS) {
 		close(fd);
 		return 0;
 	}

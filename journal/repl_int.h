@@ -80,6 +80,7 @@ struct ch_repl_conn {
 struct ch_repl_held {		/* a reply waiting for the standby, in r->held */
 	uint64_t pos;		/* the standby must hold the log up to here */
 	uint64_t deadline_ms;	/* then it is answered REPLICA_UNAVAILABLE */
+	uint64_t req_id;	/* the request's id, for the failure reply */
 	uint32_t worker;
 	uint32_t len;		/* reply bytes that follow, padded to 8 */
 };
@@ -104,6 +105,8 @@ struct ch_repl {
 	int role;			/* enum ch_repl_role, now */
 	uint8_t secret[CH_REPL_SECRET_MAX];
 	size_t secret_len;		/* 0: no secret */
+	struct ch_listen_addr primary;	/* [replication] primary, parsed once;
+					 * addrlen 0: none configured */
 
 	/* The log's epochs, from ch_repl_observe. */
 	struct ch_repl_epoch_start *epochs;

@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #define REPL_P99_EVERY_MS 1000
+#define HELD_FRAME_HDR 8	/* a reply's ring frame header: u32 status, u32 length */
 
 /* ---------------------------------------------------------------------- */
 /* The challenge: HELLO and AUTH, on every connection, both ways          */
@@ -252,8 +253,7 @@ int ch_repl_stream_fill(struct ch_repl *r, struct ch_repl_conn *c)
 			c->out.len = hoff;	/* nothing new after all */
 			break;
 		}
-		uint32_t body = (uint32_t)(CH_REPL_RECORDS_HDR + n);
-		memcpy(c->out.p + hoff, &body, sizeof(body));
+		ch_repl_set_records_len(&c->out, hoff, n);
 		c->send_pos += n;
 		CH_STAT_ADD(r->stats, repl_bytes, n);
 	}
@@ -286,6 +286,18 @@ void ch_repl_appended(struct ch_repl *r, uint32_t n)
 /* ---------------------------------------------------------------------- */
 /* ack = replica: held replies, ACKs, lag                                 */
 
+/* The reply a held one becomes when the standby does not confirm it: its
+ * status changes, its request id stays, so the worker matches it. */
+static void post_unavailable(struct ch_repl *r, int w, uint64_t req_id)
+{
+	uint8_t fail[HELD_FRAME_HDR + sizeof(req_id)];
+	uint32_t hdr[2] = { CH_BUS_REPLICA_UNAVAILABLE, sizeof(req_id) };
+
+	memcpy(fail, hdr, sizeof(hdr));
+	memcpy(fail + HELD_FRAME_HDR, &req_id, sizeof(req_id));
+	r->host.reply(r->host.arg, w, fail, sizeof(fail));
+}
+
 void ch_repl_hold(struct ch_repl *r, int w, const void *bytes, size_t len, uint64_t pos)
 {
 	struct ch_repl_held h = {
@@ -296,21 +308,24 @@ void ch_repl_hold(struct ch_repl *r, int w, const void *bytes, size_t len, uint6
 	};
 	static const uint8_t zero[8];
 
-	ch_buf_append(&r->held, &h, sizeof(h));
-	ch_buf_append(&r->held, bytes, len);
-	ch_buf_append(&r->held, zero, (8 - len % 8) % 8);
-	if (r->held.failed) {
+	/* A reply is a frame header then a payload that starts with the
+	 * request id (journal/proto.h); one too short to carry it keeps 0. */
+	if (len >= HELD_FRAME_HDR + sizeof(h.req_id))
+		memcpy(&h.req_id, (const uint8_t *)bytes + HELD_FRAME_HDR, sizeof(h.req_id));
+	size_t pad = (8 - len % 8) % 8;
+	/* Room for the whole entry first, so a failure leaves no half of one. */
+	if (ch_buf_reserve(&r->held, sizeof(h) + len + pad) < 0) {
 		/* Never a silent ack: without memory to hold it, answer now
 		 * as a timeout would. */
-		uint8_t fail[16];
-		uint32_t hdr[2] = { CH_BUS_REPLICA_UNAVAILABLE, 8 };
-		memcpy(fail, hdr, 8);
-		memcpy(fail + 8, (const uint8_t *)bytes + 8, 8);
 		ch_err("replication: out of memory holding a reply for ack = replica");
 		r->held.failed = 0;
-		r->host.reply(r->host.arg, w, fail, sizeof(fail));
+		post_unavailable(r, w, h.req_id);
 		r->queued = 1;
+		return;
 	}
+	ch_buf_append(&r->held, &h, sizeof(h));
+	ch_buf_append(&r->held, bytes, len);
+	ch_buf_append(&r->held, zero, pad);
 }
 
 /* Post the held replies the standby now covers, and fail the overdue. */
@@ -323,11 +338,7 @@ void ch_repl_release_held(struct ch_repl *r, uint64_t now)
 		if (h.pos <= r->acked && r->standby >= 0) {
 			r->host.reply(r->host.arg, (int)h.worker, bytes, h.len);
 		} else if (h.deadline_ms <= now) {
-			/* The reply's status and length change; the request
-			 * id (bytes 8..16) stays, so the worker matches it. */
-			uint32_t hdr[2] = { CH_BUS_REPLICA_UNAVAILABLE, 8 };
-			memcpy(bytes, hdr, sizeof(hdr));
-			r->host.reply(r->host.arg, (int)h.worker, bytes, 16);
+			post_unavailable(r, (int)h.worker, h.req_id);
 			CH_STAT_ADD(r->stats, repl_ack_timeouts, 1);
 		} else {
 			break;

@@ -6,6 +6,7 @@
 
 #include "journal/record.h"
 
+#include <endian.h>
 #include <errno.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -15,12 +16,28 @@
 #define REPL_SMALL_BODY 128u	/* room for every body but RECORDS and ERROR */
 #define REPL_MAC_LABEL "chatd replication v1"
 
+/* The wire is little-endian throughout, as the payload codec. */
+static void put_le64(uint8_t *p, uint64_t v)
+{
+	v = htole64(v);
+	memcpy(p, &v, 8);
+}
+
+static uint64_t get_le64(const uint8_t *p)
+{
+	uint64_t v;
+
+	memcpy(&v, p, 8);
+	return le64toh(v);
+}
+
 static void put_header(uint8_t *p, uint32_t body_len, uint16_t type)
 {
-	uint16_t reserved = 0;
+	uint32_t len_le = htole32(body_len);
+	uint16_t type_le = htole16(type), reserved = 0;
 
-	memcpy(p, &body_len, 4);
-	memcpy(p + 4, &type, 2);
+	memcpy(p, &len_le, 4);
+	memcpy(p + 4, &type_le, 2);
 	memcpy(p + 6, &reserved, 2);
 }
 
@@ -35,6 +52,8 @@ long ch_repl_msg_cut(const void *buf, size_t avail, struct ch_repl_msg *m)
 	memcpy(&len, p, 4);
 	memcpy(&type, p + 4, 2);
 	memcpy(&reserved, p + 6, 2);
+	len = le32toh(len);
+	type = le16toh(type);
 	if (len > CH_REPL_MSG_MAX || reserved != 0)
 		return -EBADMSG;
 	if (avail - CH_REPL_HDR_SIZE < len)
@@ -148,9 +167,15 @@ void ch_repl_put_records_head(struct ch_buf *out, uint64_t end, uint64_t ms,
 	uint8_t head[CH_REPL_HDR_SIZE + CH_REPL_RECORDS_HDR];
 
 	put_header(head, (uint32_t)(CH_REPL_RECORDS_HDR + records_len), CH_REPL_RECORDS);
-	memcpy(head + CH_REPL_HDR_SIZE, &end, 8);
-	memcpy(head + CH_REPL_HDR_SIZE + 8, &ms, 8);
+	put_le64(head + CH_REPL_HDR_SIZE, end);
+	put_le64(head + CH_REPL_HDR_SIZE + 8, ms);
 	ch_buf_append(out, head, sizeof(head));
+}
+
+void ch_repl_set_records_len(struct ch_buf *out, size_t head_off, size_t records_len)
+{
+	put_header((uint8_t *)out->p + head_off, (uint32_t)(CH_REPL_RECORDS_HDR + records_len),
+		   CH_REPL_RECORDS);
 }
 
 /* ---- decoders ---- */
@@ -247,8 +272,8 @@ int ch_repl_get_records(const struct ch_repl_msg *m, uint64_t *end, uint64_t *ms
 {
 	if (m->type != CH_REPL_RECORDS || m->len < CH_REPL_RECORDS_HDR)
 		return -EBADMSG;
-	memcpy(end, m->body, 8);
-	memcpy(ms, m->body + 8, 8);
+	*end = get_le64(m->body);
+	*ms = get_le64(m->body + 8);
 	*recs = m->body + CH_REPL_RECORDS_HDR;
 	*len = m->len - CH_REPL_RECORDS_HDR;
 	return 0;

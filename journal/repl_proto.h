@@ -90,6 +90,9 @@ void ch_repl_put_error(struct ch_buf *out, const char *reason);
  * bytes of records right after (so they can be read straight into out). */
 void ch_repl_put_records_head(struct ch_buf *out, uint64_t end, uint64_t ms,
 			      size_t records_len);
+/* Rewrite the body length of the RECORDS head put at out->p + head_off
+ * once the records that follow it are known (records_len bytes). */
+void ch_repl_set_records_len(struct ch_buf *out, size_t head_off, size_t records_len);
 
 /* Body decoders: 0, or -EBADMSG when the body is not of that shape. */
 int ch_repl_get_hello(const struct ch_repl_msg *m, struct ch_repl_hello *h);

@@ -30,20 +30,17 @@
  * conns[0]) or to ask its epoch (a probe, any free slot). */
 void ch_repl_dial(struct ch_repl *r, struct ch_repl_conn *c, int probe)
 {
-	struct ch_listen_addr a;
-	char why[CH_CONFIG_ERR_MAX];
+	const struct ch_listen_addr *a = &r->primary;
 
-	if (ch_config_parse_listen(r->cfg->repl_primary, &a, why, sizeof(why)) < 0) {
-		ch_err("replication: primary = %s: %s", r->cfg->repl_primary, why);
-		return;
-	}
-	int fd = socket(a.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (!a->addrlen)
+		return;		/* none configured: nothing to dial */
+	int fd = socket(a->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		ch_err_sys("replication: socket");
 		return;
 	}
 	ch_repl_tune_socket(fd);
-	int rc = connect(fd, (struct sockaddr *)&a.addr, a.addrlen);
+	int rc = connect(fd, (const struct sockaddr *)&a->addr, a->addrlen);
 	if (rc < 0 && errno != EINPROGRESS) {
 		ch_debug("replication: connect %s: %s", r->cfg->repl_primary, strerror(errno));
 		close(fd);
@@ -54,7 +51,7 @@ void ch_repl_dial(struct ch_repl *r, struct ch_repl_conn *c, int probe)
 	}
 	ch_repl_conn_init(c, fd, CH_REPL_CONN_FOLLOW, CH_REPL_CONN_CONNECTING);
 	c->probe = c->quiet = probe;
-	ch_repl_addr_of(&a.addr, &c->peer_addr, &c->peer_port);
+	ch_repl_addr_of(&a->addr, &c->peer_addr, &c->peer_port);
 }
 
 /* Standby: start following the primary. */

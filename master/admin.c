@@ -202,9 +202,14 @@ uint64_t ch_admin_fsync_p99_us(const uint64_t *buckets, int n)
 	return (uint64_t)CH_ADMIN_FSYNC_BASE_US << (n - 1);
 }
 
-static int proc_of(const struct ch_child *ch)
+/* The journal's fsync latency p99 from its histogram in shared memory. */
+static uint64_t fsync_p99_us(const struct ch_stats *st)
 {
-	return ch->kind == CH_CHILD_JOURNAL ? CH_SHM_PROC_JOURNAL : CH_SHM_PROC_WORKER(ch->index);
+	uint64_t buckets[CH_FSYNC_BUCKETS];
+
+	for (int i = 0; i < CH_FSYNC_BUCKETS; i++)
+		buckets[i] = CH_STAT_GET(st, fsync_bucket[i]);
+	return ch_admin_fsync_p99_us(buckets, CH_FSYNC_BUCKETS);
 }
 
 /* Sum over the processes: counters over every block ever used (a dead
@@ -277,7 +282,8 @@ static const char *child_state(const struct ch_master *m, const struct ch_child 
 		return "retiring";
 	if (!ch->pid)
 		return ch->restart_at_ms ? "restarting" : "stopped";
-	return CH_STAT_GET(ch_shm_stats(&m->shm, proc_of(ch)), ready) ? "running" : "starting";
+	return CH_STAT_GET(ch_shm_stats(&m->shm, ch_master_child_proc(ch)), ready) ? "running"
+										      : "starting";
 }
 
 /* ---------------------------------------------------------------------- */
@@ -328,7 +334,7 @@ static void put_str(struct ch_buf *b, const char *key, const char *v)
 /* One worker (or the journal) as an object, leading comma included. */
 static void put_child(const struct ch_master *m, struct ch_buf *b, const struct ch_child *ch)
 {
-	const struct ch_stats *st = ch_shm_stats(&m->shm, proc_of(ch));
+	const struct ch_stats *st = ch_shm_stats(&m->shm, ch_master_child_proc(ch));
 	struct proc_usage u = proc_usage(ch->pid);
 	uint64_t now = ch_master_now_ms();
 
@@ -348,42 +354,27 @@ static void put_child(const struct ch_master *m, struct ch_buf *b, const struct 
 		put_u64(b, "messages_in", CH_STAT_GET(st, messages_in));
 		put_u64(b, "messages_out", CH_STAT_GET(st, messages_out));
 	} else {
-		uint64_t buckets[CH_FSYNC_BUCKETS];
-		for (int i = 0; i < CH_FSYNC_BUCKETS; i++)
-			buckets[i] = CH_STAT_GET(st, fsync_bucket[i]);
 		put_u64(b, "appends", CH_STAT_GET(st, journal_appends));
 		put_u64(b, "fsyncs", CH_STAT_GET(st, journal_fsyncs));
-		put_u64(b, "fsync_p99_us", ch_admin_fsync_p99_us(buckets, CH_FSYNC_BUCKETS));
+		put_u64(b, "fsync_p99_us", fsync_p99_us(st));
 		put_u64(b, "log_end", CH_STAT_GET(st, journal_log_end));
-		int lag = stat_index("repl_lag_records");
-		if (lag >= 0) {
-			uint64_t v[N_STATS];
-			stat_read(st, v);
-			put_u64(b, "repl_lag_records", v[lag]);
-		}
+		put_u64(b, "repl_lag_records", CH_STAT_GET(st, repl_lag_records));
 	}
 	ch_buf_printf(b, ",\"cpu_s\":%.2f", u.cpu_s);
 	put_u64(b, "rss_bytes", u.rss);
 	ch_buf_puts(b, "}");
 }
 
-static uint64_t role_value(const struct ch_master *m, int *known)
+static uint64_t role_value(const struct ch_master *m)
 {
-	int i = stat_index("repl_role");
-	uint64_t v[N_STATS];
-
-	*known = i >= 0;
-	if (i < 0)
-		return 0;
-	stat_read(ch_shm_stats(&m->shm, CH_SHM_PROC_JOURNAL), v);
-	return v[i];
+	return CH_STAT_GET(ch_shm_stats(&m->shm, CH_SHM_PROC_JOURNAL), repl_role);
 }
 
 /* ---------------------------------------------------------------------- */
 /* Asking the workers                                                     */
 
-/* Send the question to every running worker; the client waits for them. */
-/* Ask at most `most` workers (the first that take the question). */
+/* Send the question to at most `most` running workers (the first that take
+ * it); the client waits for their answers or the deadline. */
 static int ask_some(struct ch_master *m, struct admin_client *c, uint32_t type,
 		    const void *payload, size_t len, adm_resume_fn resume, int most)
 {
@@ -458,15 +449,16 @@ static int ch_admin_do_help(struct ch_master *m, struct admin_client *c, int arg
 static int ch_admin_do_status(struct ch_master *m, struct admin_client *c, int argc, char **argv)
 {
 	uint64_t sum[N_STATS];
-	int ready = 0, known;
-	uint64_t role = role_value(m, &known);
+	int ready = 0;
+	uint64_t role = role_value(m);
 
 	(void)argc;
 	(void)argv;
 	stat_sum(m, sum);
 	for (int i = 0; i < m->cfg->workers; i++) {
 		const struct ch_child *ch = &m->children[1 + i];
-		ready += ch->pid && CH_STAT_GET(ch_shm_stats(&m->shm, proc_of(ch)), ready);
+		const struct ch_stats *st = ch_shm_stats(&m->shm, ch_master_child_proc(ch));
+		ready += ch->pid && CH_STAT_GET(st, ready);
 	}
 	answer_begin(c);
 	put_str(&c->out, "version", CH_VERSION);
@@ -508,9 +500,7 @@ static int ch_admin_do_stats(struct ch_master *m, struct admin_client *c, int ar
 {
 	static const char *const sections[] = { "clients", "messages", "journal",
 						"replication", "uploads", "other" };
-	uint64_t sum[N_STATS], buckets[CH_FSYNC_BUCKETS] = { 0 }, rss_total = 0;
-	const struct ch_stats *js = ch_shm_stats(&m->shm, CH_SHM_PROC_JOURNAL);
-	int known;
+	uint64_t sum[N_STATS], rss_total = 0;
 
 	(void)argc;
 	(void)argv;
@@ -521,7 +511,7 @@ static int ch_admin_do_stats(struct ch_master *m, struct admin_client *c, int ar
 	ch_json_str(&c->out, CH_VERSION, strlen(CH_VERSION));
 	put_u64(&c->out, "pid", (uint64_t)getpid());
 	put_u64(&c->out, "uptime_s", uptime_s(m));
-	put_str(&c->out, "role", role_name(role_value(m, &known)));
+	put_str(&c->out, "role", role_name(role_value(m)));
 	put_u64(&c->out, "workers", (uint64_t)m->cfg->workers);
 	put_u64(&c->out, "reloads", m->reloads);
 	put_str(&c->out, "config", m->cfg->path[0] ? m->cfg->path : "(embedded defaults)");
@@ -549,16 +539,14 @@ static int ch_admin_do_stats(struct ch_master *m, struct admin_client *c, int ar
 	/* Every section shows, even empty, so scripts find every header. */
 	for (size_t i = 0; i < sizeof(sections) / sizeof(sections[0]); i++)
 		stats_section(c, sections[i], sum);
-	for (int i = 0; i < CH_FSYNC_BUCKETS; i++)
-		buckets[i] = CH_STAT_GET(js, fsync_bucket[i]);
 	ch_buf_puts(&c->out, ",\"fsync\":{");
 	ch_json_key(&c->out, "p99_us");
-	ch_buf_u64(&c->out, ch_admin_fsync_p99_us(buckets, CH_FSYNC_BUCKETS));
+	ch_buf_u64(&c->out, fsync_p99_us(ch_shm_stats(&m->shm, CH_SHM_PROC_JOURNAL)));
 	put_u64(&c->out, "count", sum[stat_index("journal_fsyncs")]);
 	ch_buf_puts(&c->out, "},\"workers\":{");
 	for (int i = 0, n = 0; i < m->cfg->workers; i++) {
 		const struct ch_child *ch = &m->children[1 + i];
-		const struct ch_stats *st = ch_shm_stats(&m->shm, proc_of(ch));
+		const struct ch_stats *st = ch_shm_stats(&m->shm, ch_master_child_proc(ch));
 		char key[32];
 		snprintf(key, sizeof(key), "worker%d", i);
 		if (n++)
@@ -927,8 +915,7 @@ static int ch_admin_do_reload(struct ch_master *m, struct admin_client *c, int a
 
 static int promote_done(struct ch_master *m, struct admin_client *c, int timed_out)
 {
-	int known;
-	uint64_t role = role_value(m, &known);
+	uint64_t role = role_value(m);
 
 	if (role == c->role_before && !timed_out)
 		return ADM_WAIT;
@@ -946,17 +933,16 @@ static int promote_done(struct ch_master *m, struct admin_client *c, int timed_o
 
 static int ch_admin_do_promote(struct ch_master *m, struct admin_client *c, int argc, char **argv)
 {
-	int known;
 	pid_t journal = m->children[0].pid;
 
 	(void)argc;
 	(void)argv;
-	c->role_before = role_value(m, &known);
+	c->role_before = role_value(m);
 	if (!journal) {
 		answer_error(c, "promote: the journal is not running; try again once it is");
 		return ADM_DONE;
 	}
-	if (known && c->role_before == CH_ROLE_PRIMARY) {
+	if (c->role_before == CH_ROLE_PRIMARY) {
 		answer_error(c, "promote: this node is already the primary");
 		return ADM_DONE;
 	}
@@ -965,13 +951,6 @@ static int ch_admin_do_promote(struct ch_master *m, struct admin_client *c, int 
 		return ADM_DONE;
 	}
 	ch_info("admin: promote: SIGUSR2 sent to the journal (pid %d)", (int)journal);
-	if (!known) {
-		answer_begin(c);
-		put_str(&c->out, "note", "SIGUSR2 sent to the journal; this build's stats have "
-					 "no role field, so the change is not confirmed");
-		answer_end(c);
-		return ADM_DONE;
-	}
 	c->deadline_ms = ch_master_now_ms() + CH_ADMIN_PROMOTE_MS;
 	c->resume = promote_done;
 	return ADM_WAIT;

@@ -246,10 +246,14 @@ static void child_main(struct ch_master *m, struct ch_child *ch)
 	_exit(status);
 }
 
-static struct ch_stats *child_stats(struct ch_master *m, const struct ch_child *ch)
+int ch_master_child_proc(const struct ch_child *ch)
 {
-	return ch_shm_stats(&m->shm, ch->kind == CH_CHILD_JOURNAL ? CH_SHM_PROC_JOURNAL
-								  : CH_SHM_PROC_WORKER(ch->index));
+	return ch->kind == CH_CHILD_JOURNAL ? CH_SHM_PROC_JOURNAL : CH_SHM_PROC_WORKER(ch->index);
+}
+
+static struct ch_stats *child_stats(const struct ch_master *m, const struct ch_child *ch)
+{
+	return ch_shm_stats(&m->shm, ch_master_child_proc(ch));
 }
 
 static int spawn(struct ch_master *m, struct ch_child *ch)
@@ -629,9 +633,7 @@ int ch_master_reload_done(const struct ch_master *m)
 {
 	for (int i = 0; i < m->n_children; i++) {
 		const struct ch_child *ch = &m->children[i];
-		const struct ch_stats *st = ch_shm_stats(&m->shm, ch->kind == CH_CHILD_JOURNAL
-							 ? CH_SHM_PROC_JOURNAL
-							 : CH_SHM_PROC_WORKER(ch->index));
+		const struct ch_stats *st = child_stats(m, ch);
 		if (ch->retiring)
 			return 0;
 		if (ch->kind == CH_CHILD_WORKER && ch->index >= m->cfg->workers)

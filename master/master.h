@@ -108,6 +108,9 @@ void ch_master_stop(struct ch_master *m, uint32_t timeout_ms);
 
 /* The worker slots that should run now (not retiring, index < workers). */
 int ch_master_worker_active(const struct ch_master *m, int index);
+/* The child's stats block in shared memory: CH_SHM_PROC_JOURNAL or
+ * CH_SHM_PROC_WORKER(index). */
+int ch_master_child_proc(const struct ch_child *ch);
 
 /*
  * Binary upgrade: from now on children are started by exec'ing the binary

@@ -277,16 +277,25 @@ static void peer_address(const struct ch_conn *c, char *out, size_t len)
 		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, out, (socklen_t)len);
 }
 
-/* 429 with Retry-After when the key is over its limit; 1 when refused. */
-static int limited(struct ch_worker *w, struct ch_conn *c, const struct ch_limit *rl,
-		   const char *key)
+/* 429 with a Retry-After of at least one second. */
+static void refuse_429(struct ch_worker *w, struct ch_conn *c, uint32_t retry, const char *msg)
 {
-	uint32_t retry = 0;
-	if (ch_limit_hit(rl, key, w->now_ms, &retry))
-		return 0;
 	char extra[64];
 	snprintf(extra, sizeof(extra), "Retry-After: %u\r\n", retry ? retry : 1);
-	ch_respond_error_hdr(w, c, 429, "rate_limited", "too many attempts; retry later", extra);
+	ch_respond_error_hdr(w, c, 429, "rate_limited", msg, extra);
+}
+
+/* Count an attempt against the peer's address; 1 (and a 429 sent) when it
+ * is over its limit. */
+static int ip_limited(struct ch_worker *w, struct ch_conn *c)
+{
+	char ip[INET6_ADDRSTRLEN];
+	uint32_t retry = 0;
+
+	peer_address(c, ip, sizeof(ip));
+	if (ch_limit_hit(&w->api->per_ip, ip, w->now_ms, &retry))
+		return 0;
+	refuse_429(w, c, retry, "too many attempts; retry later");
 	return 1;
 }
 
@@ -476,7 +485,6 @@ static void register_hashed(struct api_op *op, struct ch_conn *c)
 
 void ch_api_register(struct ch_worker *w, struct ch_conn *c, struct ch_req *r, const char *path)
 {
-	char ip[INET6_ADDRSTRLEN];
 	size_t ul, pl;
 	(void)path;
 
@@ -489,17 +497,14 @@ void ch_api_register(struct ch_worker *w, struct ch_conn *c, struct ch_req *r, c
 				 "a username is 1 to 32 of a-z 0-9 _ . -");
 	} else if (!pass || !ch_valid_password(pass, pl)) {
 		ch_respond_error(w, c, 400, "invalid_password", "a password is 8 to 256 bytes");
-	} else {
-		peer_address(c, ip, sizeof(ip));
-		if (!limited(w, c, &w->api->per_ip, ip)) {
-			struct api_op *op = op_new(w, c, API_REGISTER);
-			if (!op) {
-				ch_respond_error(w, c, 500, "internal", "out of memory");
-			} else {
-				memcpy(op->user, user, ul + 1);
-				memcpy(op->password, pass, pl + 1);
-				submit(w, c, op, job_hash);
-			}
+	} else if (!ip_limited(w, c)) {
+		struct api_op *op = op_new(w, c, API_REGISTER);
+		if (!op) {
+			ch_respond_error(w, c, 500, "internal", "out of memory");
+		} else {
+			memcpy(op->user, user, ul + 1);
+			memcpy(op->password, pass, pl + 1);
+			submit(w, c, op, job_hash);
 		}
 	}
 	cJSON_Delete(root);
@@ -605,7 +610,6 @@ static void login_user_found(struct ch_worker *w, struct ch_conn *c, void *ctx, 
 
 void ch_api_login(struct ch_worker *w, struct ch_conn *c, struct ch_req *r, const char *path)
 {
-	char ip[INET6_ADDRSTRLEN];
 	size_t ul, pl;
 	(void)path;
 
@@ -613,8 +617,7 @@ void ch_api_login(struct ch_worker *w, struct ch_conn *c, struct ch_req *r, cons
 	cJSON *root = read_credentials(w, c, r, &user, &ul, &pass, &pl);
 	if (!root)
 		return;
-	peer_address(c, ip, sizeof(ip));
-	if (limited(w, c, &w->api->per_ip, ip)) {
+	if (ip_limited(w, c)) {
 		cJSON_Delete(root);
 		return;
 	}
@@ -627,10 +630,7 @@ void ch_api_login(struct ch_worker *w, struct ch_conn *c, struct ch_req *r, cons
 	}
 	uint32_t retry;
 	if (!ch_limit_check(&w->api->per_user, user, w->now_ms, &retry)) {
-		char extra[64];
-		snprintf(extra, sizeof(extra), "Retry-After: %u\r\n", retry ? retry : 1);
-		ch_respond_error_hdr(w, c, 429, "rate_limited",
-				     "too many failed logins for this account; retry later", extra);
+		refuse_429(w, c, retry, "too many failed logins for this account; retry later");
 		cJSON_Delete(root);
 		return;
 	}

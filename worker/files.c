@@ -182,21 +182,6 @@ out:
 /* ---------------------------------------------------------------------- */
 /* Answers                                                                */
 
-static int if_none_match(const struct ch_req *r, const char *etag)
-{
-	const struct ch_str *inm = ch_http_header(&r->http, "If-None-Match");
-	size_t el = strlen(etag);
-
-	if (!inm)
-		return 0;
-	if (inm->len == 1 && inm->p[0] == '*')
-		return 1;
-	for (size_t i = 0; i + el <= inm->len; i++)
-		if (memcmp(inm->p + i, etag, el) == 0)
-			return 1;
-	return 0;
-}
-
 static void send_file(struct ch_worker *w, struct ch_conn *c, struct file_op *op)
 {
 	struct ch_req *r = c->req;
@@ -212,7 +197,7 @@ static void send_file(struct ch_worker *w, struct ch_conn *c, struct file_op *op
 			 "ETag: %s\r\nContent-Disposition: %s\r\nX-Content-Type-Options: nosniff\r\n"
 			 CH_FILES_CSP CH_FILES_CACHE "Accept-Ranges: bytes\r\n",
 			 etag, disp);
-	if (if_none_match(r, etag)) {
+	if (ch_http_if_none_match(&r->http, etag)) {
 		ch_respond(w, c, 304, NULL, NULL, 0, extra);
 		return;
 	}

@@ -283,6 +283,16 @@ static void apply_config(struct ch_worker *w, const void *p, size_t len, struct 
 		      access_changed ? "true" : "false");
 }
 
+/* The answer to question `id` of `type`; the master waits for it. */
+static void send_answer(const struct ch_worker *w, uint32_t type, uint32_t id, const char *json,
+			size_t len, int truncated)
+{
+	int rc = ch_ctl_send(ctl_fd, type | CH_CTL_ANSWER, id, json, len, truncated);
+
+	if (rc < 0)
+		ch_warn("worker %d: control answer: %s", w->index, strerror(-rc));
+}
+
 static void handle(struct ch_worker *w, const struct ch_ctl_hdr *h, const char *p, size_t len)
 {
 	struct ch_buf ans;
@@ -334,18 +344,14 @@ static void handle(struct ch_worker *w, const struct ch_ctl_hdr *h, const char *
 		ans.failed = 0;
 		ch_buf_puts(&ans, "{\"error\":\"out of memory\"}");
 	}
-	int rc = ch_ctl_send(ctl_fd, h->type | CH_CTL_ANSWER, h->id, ans.p, ans.len, truncated);
-	if (rc < 0)
-		ch_warn("worker %d: control answer: %s", w->index, strerror(-rc));
+	send_answer(w, h->type, h->id, ans.p, ans.len, truncated);
 	ch_buf_free(&ans);
 }
 
 void ch_handoff_answer(struct ch_worker *w, uint32_t type, uint32_t id, const char *json,
 		       size_t len)
 {
-	int rc = ch_ctl_send(ctl_fd, type | CH_CTL_ANSWER, id, json, len, 0);
-	if (rc < 0)
-		ch_warn("worker %d: control answer: %s", w->index, strerror(-rc));
+	send_answer(w, type, id, json, len, 0);
 }
 
 /* ---------------------------------------------------------------------- */

@@ -531,6 +531,27 @@ const struct ch_str *ch_http_header(const struct ch_http_req *req, const char *n
 	return NULL;
 }
 
+bool ch_http_if_none_match(const struct ch_http_req *req, const char *etag)
+{
+	const struct ch_str *v = ch_http_header(req, "If-None-Match");
+	size_t tl = strlen(etag);
+	struct ch_str e;
+
+	if (!v)
+		return false;
+	const char *pos = v->p;
+	while (ch_list_next(&pos, v->p + v->len, &e)) {
+		/* Weak comparison (RFC 9110 13.1.2): a W/ prefix does not count. */
+		if (e.len > 2 && e.p[0] == 'W' && e.p[1] == '/') {
+			e.p += 2;
+			e.len -= 2;
+		}
+		if ((e.len == tl && memcmp(e.p, etag, tl) == 0) || (e.len == 1 && e.p[0] == '*'))
+			return true;
+	}
+	return false;
+}
+
 /* ------------------------------------------------------------------------
  * Paths
  * ---------------------------------------------------------------------- */

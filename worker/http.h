@@ -16,6 +16,7 @@
 #ifndef CH_HTTP_H
 #define CH_HTTP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -106,6 +107,13 @@ int ch_http_query_param(struct ch_str query, const char *name, struct ch_str *va
 
 /* Case-insensitive header lookup; NULL when absent. */
 const struct ch_str *ch_http_header(const struct ch_http_req *req, const char *name);
+
+/*
+ * Does the request's If-None-Match name this entity tag (with its quotes),
+ * or "*"? A list is searched element by element, and the comparison is the
+ * weak one the header calls for: W/"x" matches "x". False when absent.
+ */
+bool ch_http_if_none_match(const struct ch_http_req *req, const char *etag);
 
 /*
  * Decode a percent-encoded path into out (NUL-terminated). Returns 0, or

@@ -362,6 +362,7 @@ void ch_http_body_stream(struct ch_req *r, const struct ch_body_sink *sink, void
 	r->sink_ctx = ctx;
 }
 
+/* "100 Continue" when the client waits for it before sending its body. */
 static void send_continue(struct ch_worker *w, struct ch_conn *c)
 {
 	struct ch_req *r = c->req;
@@ -499,11 +500,7 @@ static int begin_body(struct ch_worker *w, struct ch_conn *c)
 		return 0;
 	}
 	c->state = CH_CONN_BODY;
-	if (r->http.expect_continue && r->http.minor >= 1) {
-		struct ch_outbuf *b = ch_outbuf_ref(continue_100, sizeof(continue_100) - 1,
-						    NULL, NULL);
-		ch_conn_queue(w, c, b);
-	}
+	send_continue(w, c);
 	return 0;
 }
 

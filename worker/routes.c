@@ -77,18 +77,6 @@ static void serve_healthz(struct ch_worker *w, struct ch_conn *c, struct ch_req 
 		   "Cache-Control: no-store\r\n");
 }
 
-static int header_has_token(const struct ch_str *v, const char *token)
-{
-	size_t tl = strlen(token);
-	for (size_t i = 0; v && i + tl <= v->len; i++) {
-		if (memcmp(v->p + i, token, tl) == 0 &&
-		    (i == 0 || v->p[i - 1] == ' ' || v->p[i - 1] == ',') &&
-		    (i + tl == v->len || v->p[i + tl] == ',' || v->p[i + tl] == ' '))
-			return 1;
-	}
-	return 0;
-}
-
 static void serve_static(struct ch_worker *w, struct ch_conn *c, struct ch_req *r,
 			 const char *path)
 {
@@ -96,7 +84,6 @@ static void serve_static(struct ch_worker *w, struct ch_conn *c, struct ch_req *
 	const struct ch_static_file *f = ch_static_find(w->web, name);
 	char extra[256];
 
-	(void)r;
 	if (!f) {
 		ch_respond_error(w, c, 404, "not_found", "no such file");
 		return;
@@ -105,8 +92,7 @@ static void serve_static(struct ch_worker *w, struct ch_conn *c, struct ch_req *
 		 "ETag: %s\r\nLast-Modified: %s\r\nCache-Control: no-cache\r\n"
 		 "X-Content-Type-Options: nosniff\r\n",
 		 f->etag, f->last_modified);
-	const struct ch_str *inm = ch_http_header(&r->http, "If-None-Match");
-	if (inm && (header_has_token(inm, f->etag) || (inm->len == 1 && inm->p[0] == '*'))) {
+	if (ch_http_if_none_match(&r->http, f->etag)) {
 		ch_respond(w, c, 304, NULL, NULL, 0, extra);
 		return;
 	}

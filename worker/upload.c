@@ -174,13 +174,14 @@ static void answer_created(struct ch_worker *w, struct ch_conn *c, struct upload
 	ch_buf_printf(&b, ",\"size\":%llu,\"url\":", (unsigned long long)up->meta.size);
 	ch_json_str(&b, url, strlen(url));
 	ch_buf_puts(&b, "}");
-	if (b.failed)
-		answer_error(w, c, up, 500, "internal", "out of memory");
-	else
+	if (b.failed) {
+		answer_error(w, c, up, 500, "internal", "out of memory");	/* resumes input */
+	} else {
 		ch_respond(w, c, 201, "application/json", b.p, b.len, "Cache-Control: no-store\r\n");
+		if (c->state == CH_CONN_HEAD)
+			ch_http_conn_input(w, c);	/* a pipelined request waited */
+	}
 	ch_buf_free(&b);
-	if (c->state == CH_CONN_HEAD)
-		ch_http_conn_input(w, c);
 }
 
 /* Everything is in: give the store the rest and the metadata. */

@@ -105,8 +105,7 @@ static bool ch_ws_is_ows(char c)
 	return c == ' ' || c == '\t';
 }
 
-/* Is token one of the comma-separated elements of v[0..n)? */
-static bool ch_ws_has_token(const char *v, size_t n, const char *token)
+bool ch_ws_has_token(const char *v, size_t n, const char *token)
 {
 	size_t i = 0;
 

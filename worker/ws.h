@@ -22,6 +22,7 @@
 #ifndef CH_WS_H
 #define CH_WS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -116,6 +117,13 @@ struct ch_ws_upgrade {
  *    uses 400, but 426 is the status that means "use another protocol").
  */
 int ch_ws_check_upgrade(const struct ch_ws_upgrade *u, const char **reason);
+
+/*
+ * Whether token is one of the comma-separated elements of the header value
+ * v[0..n) (ASCII case-insensitive, spaces and tabs around elements ignored);
+ * false when v is NULL. The client checks a 101's lists with it too.
+ */
+bool ch_ws_has_token(const char *v, size_t n, const char *token);
 
 /* Longest head ch_ws_format_101 writes, with its NUL. */
 #define CH_WS_MAX_101 160

@@ -6,6 +6,7 @@
  */
 #include "bench/chatbench/prep.h"
 
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -59,15 +60,16 @@ static void credentials(struct ch_buf *b, const char *user, const char *password
 /* The token from a login answer {"token":"...",...}. */
 static int take_token(const char *body, char *out, size_t cap)
 {
-	const char *p = strstr(body ? body : "", "\"token\"");
-	if (!p || !(p = strchr(p + 7, '"')))
-		return -1;
-	const char *end = strchr(++p, '"');
-	if (!end || (size_t)(end - p) >= cap)
-		return -1;
-	memcpy(out, p, (size_t)(end - p));
-	out[end - p] = 0;
-	return 0;
+	cJSON *j = cJSON_Parse(body ? body : "");
+	const cJSON *tok = cJSON_GetObjectItemCaseSensitive(j, "token");
+	int rc = -1;
+
+	if (cJSON_IsString(tok) && strlen(tok->valuestring) < cap) {
+		strcpy(out, tok->valuestring);
+		rc = 0;
+	}
+	cJSON_Delete(j);
+	return rc;
 }
 
 static int user_ready(struct ch_bench_run *run, const struct ch_httpc_url *u, unsigned i)

@@ -141,6 +141,12 @@ describe('http', () => {
     const etag = r.out.match(/etag: (".*?")/i)[1];
     r = curl(['-i', '-H', `If-None-Match: ${etag}`, `${srv.url}/static/app.js`]);
     assert.match(r.out, /^HTTP\/1\.1 304/);
+    r = curl(['-i', '-H', `If-None-Match: "other",\t${etag} `, `${srv.url}/static/app.js`]);
+    assert.match(r.out, /^HTTP\/1\.1 304/, 'the tag anywhere in a list');
+    r = curl(['-i', '-H', 'If-None-Match: *', `${srv.url}/static/app.js`]);
+    assert.match(r.out, /^HTTP\/1\.1 304/, '* matches any tag');
+    r = curl(['-i', '-H', `If-None-Match: "x${etag.slice(1)}`, `${srv.url}/static/app.js`]);
+    assert.match(r.out, /^HTTP\/1\.1 200/, 'a longer tag that ends like this one does not');
     const escapes = ['/static/passwd', '/secret.txt', '/../etc/passwd',
       '/static/../../etc/passwd', '/static/%2e%2e/%2e%2e/etc/passwd',
       '/static/..%2f..%2fetc%2fpasswd', '/static/%2E%2E/secret.txt', '/static/missing.js',

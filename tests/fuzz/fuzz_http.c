@@ -15,6 +15,7 @@
  * any read past the bytes given. Any disagreement aborts.
  */
 #include "worker/http.h"
+#include "tests/fuzz/fuzz.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -24,17 +25,6 @@
 #define FUZZ_CTRL_BYTES 2
 #define FUZZ_MAX_PIECE_SHIFT 8
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define fuzz_check(cond)                                                   \
-	do {                                                               \
-		if (!(cond)) {                                             \
-			fprintf(stderr, "%s:%d: check failed: %s\n",       \
-				__FILE__, __LINE__, #cond);                \
-			abort();                                           \
-		}                                                          \
-	} while (0)
-
 struct fuzz_pieces {
 	uint32_t state;
 	size_t max;
@@ -42,11 +32,7 @@ struct fuzz_pieces {
 
 static size_t fuzz_next_piece(struct fuzz_pieces *p)
 {
-	/* xorshift32: cheap, and the same sizes for the same input. */
-	p->state ^= p->state << 13;
-	p->state ^= p->state >> 17;
-	p->state ^= p->state << 5;
-	return 1 + p->state % p->max;
+	return 1 + fuzz_next(&p->state) % p->max;
 }
 
 /* Copy src[0..n) to the end of the block at scratch[0..cap): ASan guards it. */

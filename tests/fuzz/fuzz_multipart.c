@@ -10,6 +10,7 @@
  * reports any read past it), and that an error is sticky.
  */
 #include "worker/multipart.h"
+#include "tests/fuzz/fuzz.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -19,17 +20,6 @@
 #define FUZZ_CTRL_BYTES 2
 #define FUZZ_MAX_PIECE_SHIFT 8
 #define FUZZ_BOUNDARY "b0undary"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define fuzz_check(cond)                                                   \
-	do {                                                               \
-		if (!(cond)) {                                             \
-			fprintf(stderr, "%s:%d: check failed: %s\n",       \
-				__FILE__, __LINE__, #cond);                \
-			abort();                                           \
-		}                                                          \
-	} while (0)
 
 /* What the callback saw: a running hash of events and bytes, and counts. */
 struct fuzz_log {
@@ -76,14 +66,6 @@ static int fuzz_cb(void *ctx, enum ch_mp_event ev, const struct ch_mp_part *part
 		break;
 	}
 	return 0;
-}
-
-static uint32_t fuzz_next(uint32_t *s)
-{
-	*s ^= *s << 13;
-	*s ^= *s >> 17;
-	*s ^= *s << 5;
-	return *s;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

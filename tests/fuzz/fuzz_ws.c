@@ -22,6 +22,7 @@
  */
 #include "common/utf8.h"
 #include "worker/ws.h"
+#include "tests/fuzz/fuzz.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -33,34 +34,10 @@
 #define FUZZ_LONG_LEN_STEP 300	/* structured mode: length byte > 250 means (b - 250) * this */
 #define FUZZ_SHORT_LEN_MAX 250
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define fuzz_check(cond)                                                   \
-	do {                                                               \
-		if (!(cond)) {                                             \
-			fprintf(stderr, "%s:%d: check failed: %s\n",       \
-				__FILE__, __LINE__, #cond);                \
-			abort();                                           \
-		}                                                          \
-	} while (0)
-
 static const size_t fuzz_limits[] = {
 	0, 1, 5, 64, 125, 126, 1000, 65535, 65536, 1 << 20,
 };
 #define FUZZ_N_LIMITS (sizeof(fuzz_limits) / sizeof(fuzz_limits[0]))
-
-struct fuzz_rng {
-	uint32_t state;
-};
-
-static uint32_t fuzz_next(struct fuzz_rng *r)
-{
-	/* xorshift32: cheap, and the same sizes for the same input. */
-	r->state ^= r->state << 13;
-	r->state ^= r->state >> 17;
-	r->state ^= r->state << 5;
-	return r->state;
-}
 
 /* One event, its bytes kept in the owning list's arena. */
 struct fuzz_ev {
@@ -184,7 +161,7 @@ static int fuzz_feed(struct ch_ws_parser *p, uint8_t *in, size_t n, size_t max,
 	}
 }
 
-static void fuzz_parse(const uint8_t *s, size_t n, size_t max, struct fuzz_rng *rng,
+static void fuzz_parse(const uint8_t *s, size_t n, size_t max, uint32_t *rng,
 		       size_t max_piece, struct fuzz_evs *out)
 {
 	struct ch_ws_parser p;
@@ -285,7 +262,7 @@ static void fuzz_roundtrip(const struct fuzz_evs *a, size_t max, const uint8_t k
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct fuzz_evs one, pieces;
-	struct fuzz_rng rng;
+	uint32_t rng;
 	uint8_t key[CH_WS_MASK_LEN];
 	const uint8_t *stream;
 	uint8_t *built = NULL;
@@ -294,7 +271,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < FUZZ_CTRL_BYTES)
 		return 0;
 	max_piece = (size_t)1 << (data[0] % FUZZ_MAX_PIECE_SHIFT);
-	rng.state = 0x9e3779b9u ^ ((uint32_t)data[1] << 8 | data[0]);
+	rng = 0x9e3779b9u ^ ((uint32_t)data[1] << 8 | data[0]);
 	max = fuzz_limits[(data[2] >> 1) % FUZZ_N_LIMITS];
 	for (size_t i = 0; i < CH_WS_MASK_LEN; i++)
 		key[i] = (uint8_t)fuzz_next(&rng);

@@ -19,6 +19,7 @@
  */
 #include "client/wsc.h"
 #include "common/utf8.h"
+#include "tests/fuzz/fuzz.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -28,17 +29,6 @@
 #define FUZZ_CTRL_BYTES 3
 #define FUZZ_MAX_PIECE_SHIFT 9
 #define FUZZ_MAX_EVENTS 4096
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define fuzz_check(cond)                                                   \
-	do {                                                               \
-		if (!(cond)) {                                             \
-			fprintf(stderr, "%s:%d: check failed: %s\n",       \
-				__FILE__, __LINE__, #cond);                \
-			abort();                                           \
-		}                                                          \
-	} while (0)
 
 static const size_t fuzz_limits[] = { 0, 1, 5, 125, 126, 1000, 65536, 1 << 20 };
 #define FUZZ_N_LIMITS (sizeof(fuzz_limits) / sizeof(fuzz_limits[0]))
@@ -158,10 +148,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	ch_wsc_parser_init(&p, limit);
 	pieces.errored = 0;
 	for (size_t off = 0; off < n && !pieces.errored;) {
-		rng ^= rng << 13;
-		rng ^= rng >> 17;
-		rng ^= rng << 5;
-		size_t k = 1 + rng % max_piece;
+		size_t k = 1 + fuzz_next(&rng) % max_piece;
 		if (k > n - off)
 			k = n - off;
 		fuzz_feed(&p, &pieces, s + off, k, limit);

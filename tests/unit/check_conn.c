@@ -23,6 +23,7 @@
 
 #include "client/httpc.h"
 #include "worker/ws.h"
+#include "tests/unit/loopback.h"
 
 #define CAP 8192
 #define TIMEOUT_MS 5000
@@ -122,17 +123,10 @@ static void *srv_run(void *arg)
 static struct server *srv_start(void (*script)(struct server *s))
 {
 	struct server *s = calloc(1, sizeof(*s));
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t alen = sizeof(a);
 
 	ck_assert_ptr_nonnull(s);
 	s->script = script;
-	s->lfd = socket(AF_INET, SOCK_STREAM, 0);
-	ck_assert_int_ge(s->lfd, 0);
-	ck_assert_int_eq(bind(s->lfd, (struct sockaddr *)&a, sizeof(a)), 0);
-	ck_assert_int_eq(listen(s->lfd, 1), 0);
-	ck_assert_int_eq(getsockname(s->lfd, (struct sockaddr *)&a, &alen), 0);
-	s->port = ntohs(a.sin_port);
+	s->lfd = loopback_listen(&s->port);
 	ck_assert_int_eq(pthread_create(&s->thread, NULL, srv_run, s), 0);
 	return s;
 }

@@ -994,6 +994,36 @@ START_TEST(test_path_traversal)
 }
 END_TEST
 
+/* If-None-Match: whole list elements, weak comparison, "*", no substrings. */
+static bool inm(const char *value, const char *etag)
+{
+	static struct ch_http_req q;	/* 2 KiB: off the stack too */
+	char head[256];
+
+	if (value)
+		snprintf(head, sizeof(head), "GET / HTTP/1.1\r\nHost: h\r\nIf-None-Match: %s\r\n\r\n",
+			 value);
+	else
+		snprintf(head, sizeof(head), "GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+	ck_assert_int_gt(parse_str(head, &q), 0);
+	return ch_http_if_none_match(&q, etag);
+}
+
+START_TEST(test_if_none_match)
+{
+	ck_assert(inm("\"a1\"", "\"a1\""));
+	ck_assert(inm("\"x\",\t\"a1\" , \"y\"", "\"a1\""));
+	ck_assert(inm(" , \"a1\",", "\"a1\""));
+	ck_assert(inm("W/\"a1\"", "\"a1\""));
+	ck_assert(inm("*", "\"a1\""));
+	ck_assert(!inm(NULL, "\"a1\""));
+	ck_assert(!inm("\"A1\"", "\"a1\""));
+	ck_assert(!inm("\"xa1\"", "\"a1\""));
+	ck_assert(!inm("\"x,\"a1\"\"", "\"a1\""));
+	ck_assert(!inm("\"a1\"x", "\"a1\""));
+}
+END_TEST
+
 /* ------------------------------------------------------------------------
  * Responses
  * ---------------------------------------------------------------------- */
@@ -1100,6 +1130,7 @@ static Suite *http_suite(void)
 	tcase_add_test(head, test_pipelined_returns_first_head);
 	tcase_add_test(head, test_methods);
 	tcase_add_test(head, test_connection_and_upgrade);
+	tcase_add_test(head, test_if_none_match);
 	tcase_add_test(head, test_body_framing);
 	tcase_add_loop_test(head, test_refused, 0, (int)(sizeof(bad_cases) / sizeof(bad_cases[0])));
 	tcase_add_test(head, test_nul_in_head);

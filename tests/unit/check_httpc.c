@@ -7,6 +7,8 @@
  * silent server (timeout) and a refused connection.
  */
 #include "client/httpc.h"
+#include "worker/ws.h"
+#include "tests/unit/loopback.h"
 
 #include <arpa/inet.h>
 #include <check.h>
@@ -69,18 +71,11 @@ static void *canned_run(void *arg)
 static struct canned *canned_start(const char *answer, int hold_ms)
 {
 	struct canned *s = calloc(1, sizeof(*s));
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t alen = sizeof(a);
 
 	ck_assert_ptr_nonnull(s);
 	s->answer = answer;
 	s->hold_ms = hold_ms;
-	s->lfd = socket(AF_INET, SOCK_STREAM, 0);
-	ck_assert_int_ge(s->lfd, 0);
-	ck_assert_int_eq(bind(s->lfd, (struct sockaddr *)&a, sizeof(a)), 0);
-	ck_assert_int_eq(listen(s->lfd, 1), 0);
-	ck_assert_int_eq(getsockname(s->lfd, (struct sockaddr *)&a, &alen), 0);
-	s->port = ntohs(a.sin_port);
+	s->lfd = loopback_listen(&s->port);
 	ck_assert_int_eq(pthread_create(&s->thread, NULL, canned_run, s), 0);
 	return s;
 }
@@ -158,10 +153,10 @@ START_TEST(test_heads)
 	v = ch_httpc_header(h, len - 4, "X-List", &vlen);
 	ck_assert_ptr_nonnull(v);
 	ck_assert_uint_eq(vlen, strlen("a, Upgrade ,b"));
-	ck_assert(ch_httpc_has_token(v, vlen, "upgrade"));
-	ck_assert(ch_httpc_has_token(v, vlen, "B"));
-	ck_assert(!ch_httpc_has_token(v, vlen, "upgr"));
-	ck_assert(!ch_httpc_has_token(v, vlen, ""));
+	ck_assert(ch_ws_has_token(v, vlen, "upgrade"));
+	ck_assert(ch_ws_has_token(v, vlen, "B"));
+	ck_assert(!ch_ws_has_token(v, vlen, "upgr"));
+	ck_assert(!ch_ws_has_token(v, vlen, ""));
 	/* The status line is not a header; a prefix of a name is not the name. */
 	ck_assert_ptr_null(ch_httpc_header(h, len - 4, "HTTP/1.1 200 OK", &vlen));
 	ck_assert_ptr_null(ch_httpc_header(h, len - 4, "Content", &vlen));

@@ -191,6 +191,35 @@ START_TEST(records_round_trip)
 }
 END_TEST
 
+/* The primary puts the head before it knows how many records follow, then
+ * sets the length: the bytes on the wire are little-endian whatever the
+ * host, as repl_proto.h says. */
+START_TEST(records_length_set_later_is_little_endian)
+{
+	static const uint8_t want_head[CH_REPL_HDR_SIZE + CH_REPL_RECORDS_HDR] = {
+		0x10 + 0x34, 0x02, 0, 0,	/* body_len 16 + 0x234 */
+		CH_REPL_RECORDS, 0, 0, 0,	/* type, reserved */
+		0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01,	/* end */
+		0x2a, 0, 0, 0, 0, 0, 0, 0,	/* ms */
+	};
+	uint8_t recs[0x234];
+	struct ch_buf b;
+	long used;
+
+	memset(recs, 0xab, sizeof(recs));
+	ch_buf_init(&b);
+	ch_buf_append(&b, "x", 1);	/* the head need not start the buffer */
+	ch_repl_put_records_head(&b, 0x0102030405060708ull, 42, 0);
+	ch_buf_append(&b, recs, sizeof(recs));
+	ch_repl_set_records_len(&b, 1, sizeof(recs));
+	ck_assert_mem_eq(b.p + 1, want_head, sizeof(want_head));
+	struct ch_repl_msg m = cut_one(&b, 1, &used);
+	ck_assert_int_eq(used, (long)(b.len - 1));
+	ck_assert_uint_eq(m.len, CH_REPL_RECORDS_HDR + sizeof(recs));
+	ch_buf_free(&b);
+}
+END_TEST
+
 START_TEST(cut_waits_for_whole_message)
 {
 	struct ch_buf b;
@@ -277,6 +306,7 @@ static Suite *repl_proto_suite(void)
 	tcase_add_test(tc, ack_durable_past_received_refused);
 	tcase_add_test(tc, start_unaligned_refused);
 	tcase_add_test(tc, records_round_trip);
+	tcase_add_test(tc, records_length_set_later_is_little_endian);
 	tcase_add_test(tc, cut_waits_for_whole_message);
 	tcase_add_test(tc, cut_refuses_bad_headers);
 	tcase_add_test(tc, short_and_trailing_bodies_refused);
