@@ -638,6 +638,11 @@ static void on_history(struct journal *j, int w, uint64_t id, struct ch_payload_
 	ch_buf_append(&f, &n, sizeof(n));
 	for (uint32_t i = 0; i < n; i++)
 		ch_buf_append(&f, &rm->pos[top - 1 - i], sizeof(uint64_t));
+	/* Where the worker may find the page's frames without reading the
+	 * log: the room's ring, if it has one, and the page's newest seq. */
+	uint32_t ring[2] = { rm->ring >= 0 ? (uint32_t)rm->ring : CH_HISTORY_NO_RING, rm->id };
+	ch_buf_append(&f, ring, sizeof(ring));
+	ch_buf_append(&f, &top, sizeof(top));
 	if (f.failed)
 		reply_status(j, w, id, CH_BUS_UNAVAILABLE);
 	else

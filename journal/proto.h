@@ -37,8 +37,10 @@ enum ch_req_type {
 	 * UNAVAILABLE. Sent only once the record meets the ack setting. */
 	CH_REQ_SEND = 7,
 	/* str user, str room, u64 before (0 = none), u32 limit.
-	 * Reply: OK with u32 n, n x u64 log position (newest first) |
-	 * NO_SUCH_ROOM | NOT_PARTICIPANT. The worker reads the records. */
+	 * Reply: OK with u32 n, n x u64 log position (newest first), u32
+	 * ring (CH_HISTORY_NO_RING: none), u32 room id, u64 the page's newest
+	 * seq | NO_SUCH_ROOM | NOT_PARTICIPANT. The worker takes the page
+	 * from the ring if it is all there, else reads the records. */
 	CH_REQ_HISTORY = 8,
 	/* str user, str room, u32 worker, u64 since (CH_SINCE_NONE: no
 	 * replay), u32 most messages to replay. Sets the worker's bit on the
@@ -92,6 +94,7 @@ enum ch_bus_event {
 };
 
 #define CH_SINCE_NONE UINT64_MAX
+#define CH_HISTORY_NO_RING UINT32_MAX
 
 enum ch_bus_status {
 	CH_BUS_OK = 0,

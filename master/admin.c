@@ -177,7 +177,7 @@ const char *ch_admin_stat_section(const char *f)
 		{ "requests", "clients" }, { "responses_", "clients" },
 		{ "hash_", "clients" }, { "upload", "uploads" }, { "s3_", "uploads" },
 		{ "files_", "uploads" }, { "presence", "clients" }, { "ws_", "clients" },
-		{ "conns_", "clients" },
+		{ "conns_", "clients" }, { "history_", "clients" },
 	};
 	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
 		if (strncmp(f, map[i].prefix, strlen(map[i].prefix)) == 0)

@@ -686,6 +686,45 @@ enum ch_mring_status ch_mring_resync(const struct ch_mring *r, uint64_t *cursor)
 	return CH_MRING_OK;
 }
 
+/*
+ * Walk back from head over entry starts. Only a slot stamped with its own
+ * position starts an entry; one stamped (q | CONT) belongs to the entry
+ * before it; any other stamp means the slot was overwritten (or is being),
+ * and everything older is gone too.
+ */
+int ch_mring_find(const struct ch_mring *r, uint64_t tag, uint64_t *cursor)
+{
+	uint64_t head, base, pos;
+
+	mring_snapshot(r, &head, &base);
+	pos = head;
+	while (pos > base && head - pos < r->nslots) {
+		uint64_t q = pos - 1, s;
+
+		for (;;) {
+			/* Acquire pairs with the release stamp stores in
+			 * ch_mring_write(): a start's header is written. */
+			s = atomic_load_explicit(mring_stamp_c(r, q), memory_order_acquire);
+			if (s != (q | CH_MRING_STAMP_CONT) || q == base || head - q >= r->nslots)
+				break;
+			q--;
+		}
+		if (s != q)
+			return -1;
+		/* Relaxed: checked by mring_intact(). */
+		uint64_t etag = atomic_load_explicit(&r->words[mring_word_index(r, q)],
+						     memory_order_relaxed);
+		if (!mring_intact(r, q, 1) || etag < tag)
+			return -1;
+		if (etag == tag) {
+			*cursor = q;
+			return 0;
+		}
+		pos = q;
+	}
+	return -1;
+}
+
 uint32_t ch_mring_max_entry(const struct ch_mring *r)
 {
 	return r->max_entry;

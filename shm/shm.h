@@ -3,7 +3,7 @@
  * master before it forks, so it is inherited by every child and nothing
  * is left behind in /dev/shm.
  *
- * Layout, version 1 (offsets in the header; every region 4 KiB aligned):
+ * Layout, version 2 (offsets in the header; every region 4 KiB aligned):
  *
  *   header        struct ch_shm_header: magic, version, sizes, offsets
  *   stats         CH_SHM_PROCS blocks of struct ch_stats, one cache line
@@ -38,7 +38,7 @@
 #include <stdint.h>
 
 #define CH_SHM_MAGIC 0x316d737464746863ull	/* "chtdtsm1" */
-#define CH_SHM_VERSION 1u
+#define CH_SHM_VERSION 2u
 #define CH_SHM_PROC_MASTER 0
 #define CH_SHM_PROC_JOURNAL 1
 #define CH_SHM_PROC_WORKER(i) (2 + (i))
@@ -69,6 +69,8 @@ enum ch_shm_limit_table {
 	X(responses_4xx, counter, "HTTP responses with a 4xx status") \
 	X(responses_5xx, counter, "HTTP responses with a 5xx status") \
 	X(hash_queue, gauge, "Password hashing jobs queued or running") \
+	X(history_ring, counter, "History pages served from the room ring") \
+	X(history_log, counter, "History pages read from the log") \
 	X(messages_in, counter, "Messages sent by clients and stored") \
 	X(messages_out, counter, "Message deliveries written to clients") \
 	X(journal_appends, counter, "Records appended to the log") \

@@ -15,6 +15,7 @@
 #include "common/buf.h"
 #include "common/log.h"
 #include "common/utf8.h"
+#include "journal/frame.h"
 #include "journal/journal.h"
 #include "journal/logread.h"
 #include "journal/proto.h"
@@ -852,21 +853,10 @@ static void job_history(struct ch_job *job)
 		if (ch_logread_at(lr, op->pos[i], buf, CH_RECORD_MAX, &rec) < 0 ||
 		    ch_message_decode(&rec, &m) < 0)
 			goto out;
-		ch_buf_puts(&op->out, i ? ",{\"room\":" : "{\"room\":");
-		ch_json_str(&op->out, m.room, m.room_len);
-		ch_buf_puts(&op->out, ",\"seq\":");
-		ch_buf_u64(&op->out, rec.room_seq);
-		ch_buf_puts(&op->out, ",\"from\":");
-		ch_json_str(&op->out, m.from, m.from_len);
-		ch_buf_puts(&op->out, ",\"content\":");
-		ch_json_str(&op->out, m.content, m.content_len);
-		ch_buf_puts(&op->out, ",\"ts\":");
-		ch_buf_u64(&op->out, rec.ts_ms);
-		if (m.id_len) {
-			ch_buf_puts(&op->out, ",\"id\":");
-			ch_json_str(&op->out, m.id, m.id_len);
-		}
-		ch_buf_puts(&op->out, "}");
+		if (i)
+			ch_buf_puts(&op->out, ",");
+		ch_msg_json(&op->out, 0, m.room, m.room_len, rec.room_seq, m.from, m.from_len,
+			    m.content, m.content_len, rec.ts_ms, m.id, m.id_len);
 	}
 	ch_buf_puts(&op->out, "]");
 	op->result = op->out.failed ? -1 : 0;
@@ -874,6 +864,65 @@ out:
 	if (op->result < 0)
 		ch_err("history: reading %u records from %s failed", op->n_pos, op->w->api->log_dir);
 	free(buf);
+}
+
+/* Ring entries up to this size are copied onto the loop's stack; a page
+ * with a bigger message comes from the log. */
+#define CH_API_RING_ENTRY_MAX 8192
+
+/*
+ * A page whose messages are all still in the room's ring is built from the
+ * frames the members were sent, on the loop: no pool thread, no read of
+ * the log. Anything amiss (the ring now serves another room, an entry was
+ * overwritten, is missing or too big for the buffer) leaves the page to
+ * the log. Returns 0 when the page is in op->out.
+ */
+static int history_from_ring(struct ch_worker *w, struct api_op *op, uint32_t ring,
+			     uint32_t room_id, uint64_t top)
+{
+	uint8_t entry[CH_API_RING_ENTRY_MAX];
+	uint32_t offs[CH_API_HISTORY_MAX + 1];
+	struct ch_buf els;
+	uint64_t cursor, seq = top - op->n_pos + 1;
+	uint32_t n = 0;
+
+	if (ring >= ch_shm_header(w->shm)->n_rings || top < op->n_pos)
+		return -1;
+	/* Acquire pairs with the journal's release store once it has reset
+	 * the ring for the room; a later reset shows in ch_mring_read(). */
+	if (atomic_load_explicit(&ch_shm_room(w->shm, ring)->room_id, memory_order_acquire) !=
+	    room_id)
+		return -1;
+	const struct ch_mring *r = ch_shm_ring(w->shm, ring);
+	if (ch_mring_find(r, seq, &cursor) < 0)
+		return -1;
+	ch_buf_init(&els);
+	for (; n < op->n_pos; n++, seq++) {
+		uint32_t len;
+		uint64_t tag;
+		offs[n] = (uint32_t)els.len;
+		if (ch_mring_read(r, &cursor, entry, sizeof(entry), &len, &tag) != CH_MRING_OK ||
+		    tag != seq || ch_msg_frame_history(&els, entry, len) < 0)
+			break;
+	}
+	offs[n] = (uint32_t)els.len;
+	if (n == op->n_pos && !els.failed) {
+		/* The ring is oldest first, a page newest first. */
+		ch_buf_puts(&op->out, "[");
+		for (uint32_t i = n; i-- > 0;) {
+			if (i + 1 < n)
+				ch_buf_puts(&op->out, ",");
+			ch_buf_append(&op->out, els.p + offs[i], offs[i + 1] - offs[i]);
+		}
+		ch_buf_puts(&op->out, "]");
+	}
+	ch_buf_free(&els);
+	if (n < op->n_pos || op->out.failed) {
+		op->out.len = 0;
+		op->out.failed = 0;
+		return -1;
+	}
+	return 0;
 }
 
 static void history_positions(struct ch_worker *w, struct ch_conn *c, void *ctx,
@@ -898,11 +947,21 @@ static void history_positions(struct ch_worker *w, struct ch_conn *c, void *ctx,
 	}
 	for (uint32_t i = 0; i < op->n_pos; i++)
 		op->pos[i] = ch_payload_get_u64(rd);
+	uint32_t ring = ch_payload_get_u32(rd), room_id = ch_payload_get_u32(rd);
+	uint64_t top = ch_payload_get_u64(rd);
 	if (op->n_pos == 0) {
 		op_free(op);
 		finish(w, c, 200, "[]", 2, NULL);
 		return;
 	}
+	if (!rd->failed && ring != CH_HISTORY_NO_RING &&
+	    history_from_ring(w, op, ring, room_id, top) == 0) {
+		CH_STAT_ADD(w->stats, history_ring, 1);
+		finish(w, c, 200, op->out.p, op->out.len, NULL);
+		op_free(op);
+		return;
+	}
+	CH_STAT_ADD(w->stats, history_log, 1);
 	if (submit(w, c, op, job_history) < 0 && c->state == CH_CONN_HEAD)
 		ch_http_conn_input(w, c);
 }

@@ -779,6 +779,47 @@ describe('auth limits', () => {
   });
 });
 
+// The newest pages come from the room's ring (the frames members were
+// sent), older ones from the log; a page must read the same either way.
+describe('history from the ring and from the log', () => {
+  it('serves a page from whichever holds it, with the same bytes', { timeout: 60000 }, async () => {
+    // 16 slots of 256 bytes: the ring keeps about the last 16 messages.
+    const srv = await startChatd({ workers: 2, extra: ['[journal]', 'ring_slots = 16'] });
+    const api = new Api(srv.port);
+    const counter = async (name) => {
+      const m = (await api.get('/metrics')).text.match(new RegExp(`^chatd_history_${name}_total (\\d+)$`, 'm'));
+      assert.ok(m, `chatd_history_${name}_total in /metrics`);
+      return Number(m[1]);
+    };
+    try {
+      const u = await api.newUser('ring');
+      const room = await api.newRoom(u.token, []);
+      for (let i = 1; i <= 40; i++) await api.sendOk(u.token, room, `#${i} "q" ü 😀 \\ \n`, i % 3 ? undefined : `id-${i}`);
+      const page = async (q, source) => {
+        const before = await counter(source);
+        const r = await api.history(u.token, room, q);
+        assertStatus(r, 200, `history ?${q}`);
+        assert.equal(await counter(source), before + 1, `?${q} came from the ${source}`);
+        return r;
+      };
+      const newest = await page('limit=5', 'ring');
+      assert.deepEqual(seqs(newest.json), range(40, 36));
+      const old = await page('limit=5&before=10', 'log');
+      assert.deepEqual(seqs(old.json), range(9, 5));
+      // A page reaching past what the ring holds is read whole from the log.
+      const across = await page('limit=30', 'log');
+      assert.deepEqual(seqs(across.json), range(40, 11));
+      assert.ok(across.text.startsWith(newest.text.slice(0, -1) + ','), 'the newest 5 read alike from ring and log');
+      for (const e of newest.json) assertEntryShape(e);
+      assert.equal(newest.json[1].id, 'id-39');
+      assert.equal(newest.json[0].id, undefined);
+    } finally {
+      api.close();
+      await shutdown(srv);
+    }
+  });
+});
+
 describe('restart', () => {
   it('keeps users, rooms, history, ids and seq across a stop and start on the same data_dir', { timeout: 90000 }, async () => {
     let srv = await startChatd({ workers: 2 });

@@ -755,6 +755,52 @@ static enum ch_mring_status mring_try(const struct ch_mring *r, uint64_t *cursor
 	return ch_mring_read(r, cursor, buf, sizeof(buf), &l, &t);
 }
 
+/* ch_mring_find: recent entries found by tag, lost or missing ones not. */
+START_TEST(mring_find)
+{
+	size_t size;
+	struct ch_mring *r = test_mring(16, 64, &size);
+	uint64_t c;
+
+	ck_assert_int_eq(ch_mring_find(r, 1, &c), -1);	/* empty */
+	/* Tags 1..12, lengths spanning 1 to 3 slots: 24 slots in all, so
+	 * the oldest are overwritten. */
+	for (uint64_t t = 1; t <= 12; t++)
+		mring_pub(r, t, (uint32_t)(t % 3) * 48 + 8);
+	for (uint64_t t = 1; t <= 12; t++) {
+		if (ch_mring_find(r, t, &c) < 0) {
+			ck_assert_uint_lt(t, 6);	/* only old ones may be gone */
+			continue;
+		}
+		mring_expect(r, &c, t, (uint32_t)(t % 3) * 48 + 8);
+		if (t < 12)
+			mring_expect(r, &c, t + 1, (uint32_t)((t + 1) % 3) * 48 + 8);
+	}
+	ck_assert_int_eq(ch_mring_find(r, 12, &c), 0);
+	ck_assert_int_eq(ch_mring_find(r, 1, &c), -1);
+	ck_assert_int_eq(ch_mring_find(r, 13, &c), -1);	/* not written yet */
+
+	/* A gap in the tags is not found, and neither is what lies beyond
+	 * a slot being overwritten. */
+	mring_pub(r, 14, 8);
+	ck_assert_int_eq(ch_mring_find(r, 13, &c), -1);
+	ck_assert_int_eq(ch_mring_find(r, 12, &c), 0);
+	uint64_t at12 = c;
+	ck_assert_int_eq(ch_mring_find(r, 11, &c), 0);
+	atomic_store(&r->words[at12 & r->mask], CH_MRING_STAMP_BUSY);
+	ck_assert_int_eq(ch_mring_find(r, 14, &c), 0);
+	ck_assert_int_eq(ch_mring_find(r, 11, &c), -1);
+
+	/* After a reset, the old generation's tags are gone. */
+	ch_mring_reset(r);
+	ck_assert_int_eq(ch_mring_find(r, 14, &c), -1);
+	mring_pub(r, 1, 8);
+	ck_assert_int_eq(ch_mring_find(r, 1, &c), 0);
+	mring_expect(r, &c, 1, 8);
+	munmap(r, size);
+}
+END_TEST
+
 START_TEST(mring_geometry)
 {
 	static _Alignas(64) unsigned char mem[65536];
@@ -1332,6 +1378,7 @@ static Suite *ring_suite(void)
 	tcase_add_test(mring, mring_oldest_multislot);
 	tcase_add_test(mring, mring_batch_and_reset);
 	tcase_add_test(mring, mring_writer_restart);
+	tcase_add_test(mring, mring_find);
 	tcase_add_test(mring_run, mring_concurrent);
 	tcase_add_test(mring_run, mring_writer_killed);
 	tcase_set_timeout(spsc, TEST_TIMEOUT_S);
