@@ -33,7 +33,7 @@ enum ch_bench_scenario {
 	CH_SCEN_BROADCAST,	/* every member sends once per round; rounds wait for all */
 	CH_SCEN_IDLE,		/* hold connections, ping; server memory per connection */
 	CH_SCEN_CONNECT,	/* connect + handshake + join, close, again */
-	CH_SCEN_HISTORY		/* GET /api/history/ROOM, keep-alive, closed loop */
+	CH_SCEN_HISTORY		/* GET /api/history/ROOM, keep-alive; closed loop, or open at --rate */
 };
 
 enum ch_bench_proto {
@@ -51,7 +51,8 @@ struct ch_bench_opts {
 	unsigned threads;
 	unsigned conns;
 	unsigned rooms;
-	double rate;			/* messages/s per room; 0 = as fast as the window allows */
+	double rate;			/* fanout: messages/s per room; history: requests/s in all;
+					   0 = closed loop (as fast as the window or answers allow) */
 	unsigned window;		/* max mode: unanswered messages per sender */
 	unsigned size;			/* payload bytes */
 	unsigned duration_ms;
@@ -83,8 +84,9 @@ struct ch_bench_opts {
 	X(acks,      "chatd acks received while measuring") \
 	X(pongs,     "pongs received while measuring") \
 	X(connects,  "connections completed (scenario connect) while measuring") \
-	X(responses, "history responses while measuring") \
-	X(resp_bytes, "history response bytes while measuring") \
+	X(responses, "history responses to requests sent while measuring") \
+	X(resp_bytes, "history response bytes of those") \
+	X(late,      "history at --rate: requests due while no connection was free") \
 	X(rounds,    "broadcast rounds completed by this thread") \
 	X(dup,       "duplicated or reordered deliveries, whole run") \
 	X(gaps,      "seq gaps seen on arrival, whole run") \
@@ -114,6 +116,7 @@ struct ch_bench_stats {
 #undef CH_X
 	_Atomic uint64_t open;		/* connections open now (a gauge) */
 	_Atomic uint64_t opening;	/* connects and handshakes in progress (a gauge) */
+	_Atomic uint64_t in_flight;	/* history requests sent, not answered (a gauge) */
 };
 
 /* Single writer: a plain add without a locked instruction. */
@@ -162,7 +165,7 @@ struct ch_bench_conn {
 	uint64_t *last_ctr;	/* raw: per sender of the room, the counter last seen */
 	/* sending */
 	uint64_t counter;	/* payload counter, last used */
-	uint32_t unanswered;	/* max mode: sent, own delivery not back yet */
+	uint32_t unanswered;	/* max mode: sent, own delivery not back yet; history: 1 while a request is out */
 	uint32_t round_sent;	/* broadcast: round + 1 last sent for */
 	uint64_t next_due;	/* fixed rate: intended time of the next message */
 	uint64_t next_ping;
@@ -187,6 +190,20 @@ struct ch_bench_thread {
 	int phase;		/* the run's phase, loaded once per batch */
 	uint64_t t_ramp;	/* ns: when this thread began opening connections */
 	int kicked;		/* history: first requests sent */
+	/*
+	 * History at --rate (open loop): request k of this thread is due at
+	 * t_run + (k * threads + index) / rate seconds, so the threads'
+	 * schedules interleave into one of the total rate. Idle keep-alive
+	 * connections wait in a FIFO ring (each gets its turn, so none sits
+	 * idle long enough for the server to close it); a request due while
+	 * the ring is empty waits for the next connection that frees up.
+	 */
+	uint64_t hist_k;	/* the next request to send */
+	uint64_t hist_due;	/* ns: when request hist_k is due */
+	uint64_t late_k;	/* requests below this one have been counted late */
+	uint32_t *idle;		/* the ring of idle connections' slots (nconns long) */
+	uint32_t idle_head;
+	uint32_t nidle;
 	uint32_t ping_cursor;	/* idle: the next slot to ping */
 	uint32_t *dirty;	/* slots with output to flush */
 	uint32_t ndirty;

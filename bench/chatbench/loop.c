@@ -148,10 +148,11 @@ int ch_bench_thread_init(struct ch_bench_thread *t)
 	t->dirty = calloc(t->nconns ? t->nconns : 1, sizeof(*t->dirty));
 	t->rearm = calloc(t->nconns ? t->nconns : 1, sizeof(*t->rearm));
 	t->senders = calloc(t->nconns ? t->nconns : 1, sizeof(*t->senders));
+	t->idle = calloc(t->nconns ? t->nconns : 1, sizeof(*t->idle));
 	t->scratch_cap = 2 * ((size_t)run->o.size + CH_BENCH_PAYLOAD_MIN) + REQ_CAP + CH_WSC_MAX_HEADER;
 	t->scratch = malloc(t->scratch_cap);
 	t->room_recv = calloc(run->o.rooms, sizeof(*t->room_recv));
-	if (!t->room_recv || !t->conns || !t->dirty || !t->rearm || !t->senders || !t->scratch) {
+	if (!t->room_recv || !t->conns || !t->dirty || !t->rearm || !t->senders || !t->idle || !t->scratch) {
 		ch_err_sys("calloc");
 		return -1;
 	}
@@ -197,6 +198,7 @@ void ch_bench_thread_free(struct ch_bench_thread *t)
 	free(t->dirty);
 	free(t->rearm);
 	free(t->senders);
+	free(t->idle);
 	free(t->scratch);
 	free((void *)t->room_recv);
 	ch_hist_free(&t->hist);

@@ -55,6 +55,9 @@ static const char usage[] =
 "  -r, --rooms N             rooms; connection i is in room i %% N (default 1)\n"
 "  -R, --rate N              fanout: messages per second per room, open loop;\n"
 "                            0 = as fast as the window allows (default 0)\n"
+"                            history: requests per second in all, open loop, each\n"
+"                            on an idle connection, latency from when it was due;\n"
+"                            0 = closed loop, the next as each answer comes (default 0)\n"
 "  -w, --window N            fanout at rate 0: messages per sender not yet\n"
 "                            delivered back to it (default 8)\n"
 "  -b, --size N              payload bytes (default 64)\n"
@@ -525,16 +528,23 @@ static void phase_measure(struct ch_bench_run *run, struct ch_bench_result *res,
 	res->cpu = res->cpu >= 0 && cpu1 >= 0 ? cpu1 - res->cpu : -1;
 }
 
+/*
+ * Waits for what is in flight: messages not yet delivered to every member,
+ * or, for history at --rate, answers to requests sent while measuring (a
+ * slow last answer is a latency too; closed loop keeps its old count).
+ */
 static void phase_drain(struct ch_bench_run *run, uint64_t t0, uint64_t *next_line, struct ch_bench_totals *prev)
 {
+	const struct ch_bench_opts *o = &run->o;
 	struct ch_bench_totals now;
-	uint64_t end = ch_bench_now() + (uint64_t)run->o.drain_ms * NS_PER_MS;
+	uint64_t end = ch_bench_now() + (uint64_t)o->drain_ms * NS_PER_MS;
+	int history = o->scenario == CH_SCEN_HISTORY && o->rate > 0;
 
-	if (run->o.scenario != CH_SCEN_FANOUT && run->o.scenario != CH_SCEN_BROADCAST)
+	if (o->scenario != CH_SCEN_FANOUT && o->scenario != CH_SCEN_BROADCAST && !history)
 		return;
 	while (ch_bench_now() < end && !interrupted) {
 		watch(run, t0, next_line, prev, &now);
-		if (now.unique >= expected_unique(run))
+		if (history ? now.in_flight == 0 : now.unique >= expected_unique(run))
 			break;
 		nap(POLL_NS / 5);
 	}

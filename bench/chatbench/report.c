@@ -60,6 +60,7 @@ void ch_bench_sum(const struct ch_bench_run *run, struct ch_bench_totals *tot)
 #undef CH_X
 		tot->open += CH_BENCH_GET(st, open);
 		tot->opening += CH_BENCH_GET(st, opening);
+		tot->in_flight += CH_BENCH_GET(st, in_flight);
 	}
 }
 
@@ -94,8 +95,13 @@ void ch_bench_print_header(FILE *f, const struct ch_bench_run *run)
 		fprintf(f, ", %u-byte payloads", o->size);
 	if (o->scenario == CH_SCEN_IDLE)
 		fprintf(f, ", ping every %.1f s", o->ping_ms / 1e3);
-	if (o->scenario == CH_SCEN_HISTORY)
+	if (o->scenario == CH_SCEN_HISTORY) {
+		if (o->rate > 0)
+			fprintf(f, ", %.1f requests/s in all (open loop)", o->rate);
+		else
+			fprintf(f, ", closed loop");
 		fprintf(f, ", limit %u", o->limit);
+	}
 	fprintf(f, "\n");
 	if (o->npids) {
 		fprintf(f, "  server pids");
@@ -147,6 +153,9 @@ void ch_bench_print_summary(FILE *f, const struct ch_bench_run *run, const struc
 	if (run->o.scenario == CH_SCEN_BROADCAST)
 		fprintf(f, "  %-18s %llu (%llu timed out)\n", "rounds", (unsigned long long)res->rounds,
 			(unsigned long long)res->round_timeouts);
+	if (run->o.scenario == CH_SCEN_HISTORY && run->o.rate > 0)
+		fprintf(f, "  %-18s %llu (due with no idle connection: sent late, or not at all)\n", "late",
+			(unsigned long long)t->late);
 	if (run->o.proto == CH_PROTO_CHATD && t->acks)
 		fprintf(f, "  %-18s %llu\n", "acks", (unsigned long long)t->acks);
 	if (res->hist.count) {
@@ -154,7 +163,8 @@ void ch_bench_print_summary(FILE *f, const struct ch_bench_run *run, const struc
 		for (int i = 0; i < PCT_COUNT; i++)
 			fprintf(f, " %s %.3f ", pct_names[i], ch_hist_percentile(&res->hist, pcts[i]) / NS_PER_MS);
 		fprintf(f, "(%llu samples%s)\n", (unsigned long long)res->hist.count,
-			run->o.scenario == CH_SCEN_FANOUT && run->o.rate > 0 ? ", from the intended send times" : "");
+			run->o.rate > 0 && (run->o.scenario == CH_SCEN_FANOUT || run->o.scenario == CH_SCEN_HISTORY) ?
+			", from the intended send times" : "");
 	}
 	if (res->cpu >= 0) {
 		fprintf(f, "  %-18s %.2f s (%u processes)", "server CPU", res->cpu, res->nproc);

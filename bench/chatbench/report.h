@@ -22,6 +22,7 @@ struct ch_bench_totals {
 #undef CH_X
 	uint64_t open;
 	uint64_t opening;
+	uint64_t in_flight;
 };
 
 struct ch_bench_result {

@@ -10,7 +10,10 @@
  * counter in the payload. Latency is the receive time minus the payload's
  * ts, which in fixed-rate mode is the time the message was due, not the
  * time it went out, so a stalled sender cannot hide the stall
- * (coordinated omission).
+ * (coordinated omission). History at --rate is corrected the same way:
+ * requests are due on a fixed schedule whatever the answers do, one at a
+ * time per keep-alive connection, and a request's latency runs from when
+ * it was due, its wait for a free connection included.
  */
 #include "bench/chatbench/bench.h"
 #include "bench/chatbench/loop.h"
@@ -78,7 +81,12 @@ static int send_msg(struct ch_bench_thread *t, struct ch_bench_conn *c, uint64_t
 	return 0;
 }
 
-static void send_history_request(struct ch_bench_thread *t, struct ch_bench_conn *c)
+/*
+ * One history request on the idle connection c; sched is the time it was
+ * due (at --rate) or now (closed loop). Its latency is measured from
+ * sched, so a request that waited for a free connection counts its wait.
+ */
+static void send_history_request(struct ch_bench_thread *t, struct ch_bench_conn *c, uint64_t sched)
 {
 	struct ch_bench_run *run = t->run;
 	int n = snprintf((char *)t->scratch, t->scratch_cap,
@@ -88,9 +96,87 @@ static void send_history_request(struct ch_bench_thread *t, struct ch_bench_conn
 			 run->tokens[c->id % run->o.users]);
 	if (n < 0 || (size_t)n >= t->scratch_cap)
 		return;
-	c->t_start = t->now;
-	if (ch_bench_conn_queue_raw(t, c, t->scratch, (size_t)n) == 0 && measuring(t))
+	c->t_start = sched;
+	if (ch_bench_conn_queue_raw(t, c, t->scratch, (size_t)n) < 0)
+		return;
+	c->unanswered = 1;
+	CH_BENCH_ADD(&t->st, in_flight, 1);
+	if (measuring(t))
 		CH_BENCH_ADD(&t->st, sent, 1);
+}
+
+/* ---- history at a fixed rate --------------------------------------------- */
+
+static int history_open_loop(const struct ch_bench_run *run)
+{
+	return run->o.scenario == CH_SCEN_HISTORY && run->o.rate > 0;
+}
+
+/* When this thread's request k is due (see struct ch_bench_thread). */
+static uint64_t history_due(const struct ch_bench_thread *t, uint64_t k)
+{
+	const struct ch_bench_run *run = t->run;
+	double slot = (double)k * run->o.threads + t->index;
+
+	return run->t_run + (uint64_t)(slot * NS_PER_S / run->o.rate);
+}
+
+static void idle_push(struct ch_bench_thread *t, struct ch_bench_conn *c)
+{
+	t->idle[(t->idle_head + t->nidle) % t->nconns] = c->slot;
+	t->nidle++;
+}
+
+/* The connection idle longest that is still open; NULL when none is. */
+static struct ch_bench_conn *idle_pop(struct ch_bench_thread *t)
+{
+	while (t->nidle) {
+		struct ch_bench_conn *c = &t->conns[t->idle[t->idle_head]];
+		t->idle_head = (t->idle_head + 1) % t->nconns;
+		t->nidle--;
+		/* A connection the server closed while idle stays closed. */
+		if (c->state == CH_CONN_OPEN && !c->closing)
+			return c;
+	}
+	return NULL;
+}
+
+/* Sends the request due first on c: 0 if one was due, -1 if none is yet. */
+static int history_send_due(struct ch_bench_thread *t, struct ch_bench_conn *c)
+{
+	if (t->phase != CH_PHASE_RUN)
+		return -1;
+	if (!t->hist_due)	/* measuring just began */
+		t->hist_due = history_due(t, t->hist_k);
+	if (t->hist_due > t->now)
+		return -1;
+	send_history_request(t, c, t->hist_due);
+	t->hist_k++;
+	t->hist_due = history_due(t, t->hist_k);
+	return 0;
+}
+
+/*
+ * Sends what is due on idle connections; what is due with none idle waits
+ * (on_http sends it when an answer frees a connection) and is counted
+ * late, once: the run was saturated at this rate and these connections.
+ */
+static void tick_history_rate(struct ch_bench_thread *t)
+{
+	struct ch_bench_conn *c;
+
+	if (!t->hist_due)
+		t->hist_due = history_due(t, t->hist_k);
+	while (t->hist_due <= t->now && (c = idle_pop(t)) != NULL)
+		history_send_due(t, c);
+	if (t->late_k < t->hist_k)
+		t->late_k = t->hist_k;
+	while (history_due(t, t->late_k) <= t->now) {
+		CH_BENCH_ADD(&t->st, late, 1);
+		t->late_k++;
+	}
+	if (t->hist_due > t->now)
+		t->wake_at = t->hist_due;
 }
 
 static void send_ping(struct ch_bench_thread *t, struct ch_bench_conn *c)
@@ -121,8 +207,10 @@ void ch_scen_on_open(struct ch_bench_thread *t, struct ch_bench_conn *c)
 		c->next_ping = t->now + (uint64_t)run->o.ping_ms * NS_PER_MS;
 		break;
 	case CH_SCEN_HISTORY:
-		if (measuring(t))
-			send_history_request(t, c);
+		if (history_open_loop(run))
+			idle_push(t, c);	/* its turn comes in tick_history_rate */
+		else if (measuring(t))
+			send_history_request(t, c, t->now);
 		break;
 	default:
 		break;
@@ -131,24 +219,44 @@ void ch_scen_on_open(struct ch_bench_thread *t, struct ch_bench_conn *c)
 
 void ch_scen_on_closed(struct ch_bench_thread *t, struct ch_bench_conn *c)
 {
+	if (c->unanswered && t->run->o.scenario == CH_SCEN_HISTORY) {
+		c->unanswered = 0;	/* its answer will never come */
+		CH_BENCH_ADD(&t->st, in_flight, (uint64_t)-1);
+	}
 	if (t->run->o.scenario == CH_SCEN_CONNECT && t->phase == CH_PHASE_RUN)
 		ch_bench_conn_open(t, c);
 }
 
+/*
+ * A history answer: the connection is idle again. Closed loop, it asks
+ * again at once; at --rate it takes the request waiting longest, if one
+ * is due, or joins the idle ring.
+ */
 void ch_scen_on_http(struct ch_bench_thread *t, struct ch_bench_conn *c, int status, size_t bytes)
 {
 	struct ch_bench_run *run = t->run;
+	int was_out = c->unanswered;
 
-	if (c->t_start >= run->t_run && t->phase >= CH_PHASE_RUN)
+	if (was_out) {
+		c->unanswered = 0;
+		CH_BENCH_ADD(&t->st, in_flight, (uint64_t)-1);
+	}
+	/* Answers to requests sent while measuring; at --rate the drain waits for them. */
+	if (c->t_start >= run->t_run && t->phase >= CH_PHASE_RUN) {
 		ch_hist_record(&t->hist, t->now - c->t_start);
+		CH_BENCH_ADD(&t->st, responses, 1);
+		CH_BENCH_ADD(&t->st, resp_bytes, bytes);
+	}
 	if (status != 200) {
 		ch_debug("history answered %d", status);
 		CH_BENCH_ADD(&t->st, err_http, 1);
 	}
-	if (measuring(t)) {
-		CH_BENCH_ADD(&t->st, responses, 1);
-		CH_BENCH_ADD(&t->st, resp_bytes, bytes);
-		send_history_request(t, c);
+	if (history_open_loop(run)) {
+		/* An answer to nothing must not put c in the ring twice. */
+		if (was_out && history_send_due(t, c) < 0)
+			idle_push(t, c);
+	} else if (measuring(t)) {
+		send_history_request(t, c, t->now);
 	}
 }
 
@@ -360,11 +468,15 @@ void ch_scen_tick(struct ch_bench_thread *t, int phase)
 			tick_idle(t);
 		break;
 	case CH_SCEN_HISTORY:
-		if (phase == CH_PHASE_RUN && !t->kicked) {
+		if (phase != CH_PHASE_RUN)
+			break;
+		if (t->run->o.rate > 0) {
+			tick_history_rate(t);
+		} else if (!t->kicked) {
 			t->kicked = 1;
 			for (uint32_t i = 0; i < t->nconns; i++)
 				if (t->conns[i].state == CH_CONN_OPEN)
-					send_history_request(t, &t->conns[i]);
+					send_history_request(t, &t->conns[i], t->now);
 		}
 		break;
 	default:

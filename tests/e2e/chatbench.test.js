@@ -2,7 +2,9 @@
 // real daemon (2 workers) and against the Node `ws` broadcast peer
 // (bench/peers/ws-broadcast.js), reading its --json output. Short fanout
 // (as fast as possible, and at a fixed rate), broadcast and history runs
-// must lose and duplicate nothing and see no error; and, so that those
+// (closed loop, and open loop at a fixed rate, whose late requests must be
+// counted when the rate is out of reach) must lose and duplicate nothing
+// and see no error; and, so that those
 // zeros mean something, a peer written here that drops every 7th frame
 // and one that sends some frames twice must be caught as lost and
 // duplicated (exit status 1).
@@ -135,6 +137,36 @@ describe('chatbench', () => {
         '-c', '4', '--limit', '10', '--json', '-d', '1', '--ramp', '0.2', 'history']);
       clean(r, 'history');
       assert.ok(r.json.responses > 10 && r.json.resp_bytes > r.json.responses * 10 * 20);
+    });
+
+    it('history at a fixed rate: open loop, on schedule, every answer drained', async () => {
+      const r = await chatbench(['-s', `127.0.0.1:${srv.port}`, '--prepare', '--fill', '20', '--room-prefix', 'hr',
+        '-c', '4', '-t', '2', '-R', '200', '--limit', '10', '--json', '-d', '2', '--ramp', '0.2', 'history']);
+      clean(r, 'fixed-rate history');
+      const msg = r.out;
+      assert.equal(r.json.rate, 200, msg);
+      // 200/s in all x 2 s, over both threads; generous for a shared machine.
+      assert.ok(Math.abs(r.json.sent - 400) <= 40, `sent ${r.json.sent}, wanted about 400`);
+      assert.ok(Math.abs(r.json.responses - 400) <= 40, `${r.json.responses} responses, wanted about 400`);
+      // The drain waits for the answers to every request sent while measuring.
+      assert.equal(r.json.responses, r.json.sent, msg);
+      assert.equal(typeof r.json.late, 'number', msg);
+      const l = r.json.latency_ms;
+      assert.equal(l.count, r.json.responses, msg);
+      for (const k of ['mean', 'p50', 'p90', 'p99', 'p99.9', 'max']) assert.equal(typeof l[k], 'number', `${k}: ${msg}`);
+      assert.ok(l.p50 > 0 && l.p50 <= l.p99 && l.p99 <= l.max, msg);
+      assert.ok(r.json.resp_bytes > r.json.responses * 10 * 20, msg);
+    });
+
+    it('history at a rate one connection cannot keep: late requests counted, not a slower schedule', async () => {
+      const r = await chatbench(['-s', `127.0.0.1:${srv.port}`, '--room-prefix', 'hr', '-c', '1', '-R', '100000',
+        '--limit', '10', '--json', '-d', '1', '--ramp', '0.2', 'history']);
+      clean(r, 'saturated history');	// saturation is a result, not an error
+      // 100000 requests are due; one keep-alive connection answers far fewer,
+      // and every request due while it was busy is counted late.
+      assert.ok(r.json.sent > 0 && r.json.sent < 100000, r.out);
+      assert.ok(r.json.late > r.json.sent, `late ${r.json.late}, sent ${r.json.sent}`);
+      assert.equal(r.json.latency_ms.count, r.json.responses, r.out);
     });
   });
 
