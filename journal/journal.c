@@ -23,6 +23,7 @@
 #include "common/auth.h"
 #include "common/buf.h"
 #include "common/log.h"
+#include "common/sched.h"
 #include "journal/frame.h"
 #include "journal/presence.h"
 #include "journal/proto.h"
@@ -1262,6 +1263,7 @@ int ch_journal_run(const struct ch_config *cfg, const struct ch_shm *shm, int re
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 
+	ch_sched_latency();	/* every request waits on this loop */
 	j.cfg = cfg;
 	j.shm = shm;
 	j.n_workers = cfg->workers;

@@ -14,6 +14,7 @@
 #include "common/auth.h"
 #include "common/buf.h"
 #include "common/log.h"
+#include "common/sched.h"
 #include "common/utf8.h"
 #include "journal/frame.h"
 #include "journal/journal.h"
@@ -30,9 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -96,8 +95,6 @@ void ch_api_key_path(const struct ch_config *cfg, char *out, size_t len)
 		snprintf(out, len, "%s/jwt.key", cfg->data_dir);
 }
 
-static void loop_priority(void);
-
 int ch_api_init(struct ch_worker *w)
 {
 	const struct ch_config *cfg = w->cfg;
@@ -106,7 +103,7 @@ int ch_api_init(struct ch_worker *w)
 
 	if (!a)
 		return -1;
-	loop_priority();
+	ch_sched_latency();
 	ch_api_key_path(cfg, path, sizeof(path));
 	/* The master created the file before forking; this only reads it. */
 	if (ch_key_load_or_create(path, a->key, sizeof(a->key)) < 0)
@@ -379,71 +376,31 @@ static int submit(struct ch_worker *w, struct ch_conn *c, struct api_op *op,
 	return 0;
 }
 
+/*
+ * Hashing runs as SCHED_IDLE (common/sched.h). When the machine has no CPU
+ * to spare that would starve logins, so each tick looks for a hash that
+ * has waited or run too long and raises the threads hashing now to a low
+ * but fair priority, until their next job.
+ */
+void ch_api_tick(struct ch_worker *w)
+{
+	pid_t tids[CH_POOL_MAX_THREADS];
+
+	if (!ch_sched_idle_ok())
+		return;	/* hashing runs at a fair priority already */
+	int n = ch_pool_stalled(w->pool, CH_API_HASH_STALL_MS, tids, CH_POOL_MAX_THREADS);
+
+	for (int i = 0; i < n; i++)
+		if (ch_sched_boost(tids[i]) == 0)
+			CH_STAT_ADD(w->stats, hash_boosts, 1);
+}
+
 /* ---------------------------------------------------------------------- */
 /* Register                                                               */
 
-/*
- * The kernel's struct sched_attr (sched_setattr(2)), declared here because
- * glibc has no wrapper and <linux/sched/types.h> clashes with <sched.h>.
- */
-struct ch_sched_attr {
-	uint32_t size;
-	uint32_t sched_policy;
-	uint64_t sched_flags;
-	int32_t sched_nice;
-	uint32_t sched_priority;
-	uint64_t sched_runtime;	/* SCHED_OTHER: the requested slice, in ns (EEVDF) */
-	uint64_t sched_deadline;
-	uint64_t sched_period;
-};
-
-/* This thread: SCHED_OTHER with this nice value and slice (0: the default). */
-static int set_sched(int nice, uint64_t slice_ns)
-{
-	struct ch_sched_attr a = {
-		.size = sizeof(a), .sched_policy = 0 /* SCHED_OTHER */,
-		.sched_nice = nice, .sched_runtime = slice_ns,
-	};
-	return (int)syscall(SYS_sched_setattr, 0, &a, 0);
-}
-
-/*
- * The event loop asks for a short time slice: under EEVDF (Linux 6.6; the
- * slice hint since 6.12) a loop that wakes then has an earlier deadline
- * than a hashing thread in the middle of its slice and runs first, so a
- * storm of logins adds little to the latency of other requests. A kernel
- * without the hint refuses it; the hashing threads' lower priority alone
- * then does what it can.
- */
-static void loop_priority(void)
-{
-	static __thread int done;
-	if (!done && set_sched(0, CH_API_LOOP_SLICE_NS) < 0)
-		ch_debug("sched_setattr (a short slice for the event loop): %s", strerror(errno));
-	done = 1;
-}
-
-/*
- * Hashing threads run at a lower priority than the event loops, with the
- * default slice: on a busy machine a storm of logins then slows logins,
- * not every other request (a yescrypt hash is ~26 ms of CPU; the loop's
- * work is microseconds). Still a share of the CPU, not SCHED_IDLE: logins
- * must go on while the loops are busy.
- */
-static void hashing_priority(void)
-{
-	static __thread int done;
-	if (!done) {
-		if (set_sched(CH_API_HASH_NICE, 0) < 0 &&
-		    setpriority(PRIO_PROCESS, (id_t)gettid(), CH_API_HASH_NICE) < 0)
-			ch_warn("setpriority for a hashing thread: %s", strerror(errno));
-		done = 1;
-	}
-}
-
 static void job_hash(struct ch_job *job)
 {
-	hashing_priority();
+	ch_sched_background();
 	struct api_op *op = CH_POOL_CONTAINER_OF(job, struct api_op, job);
 	const struct ch_api *a = op->w->api;
 	op->result = ch_password_hash(op->password, a->hash_prefix, a->hash_cost,
@@ -516,7 +473,7 @@ void ch_api_register(struct ch_worker *w, struct ch_conn *c, struct ch_req *r, c
 
 static void job_verify(struct ch_job *job)
 {
-	hashing_priority();
+	ch_sched_background();
 	struct api_op *op = CH_POOL_CONTAINER_OF(job, struct api_op, job);
 	const struct ch_api *a = op->w->api;
 	struct crypt_data *cd = ch_pool_thread_crypt_data();
@@ -839,7 +796,7 @@ void ch_api_send(struct ch_worker *w, struct ch_conn *c, struct ch_req *r, const
 static void job_history(struct ch_job *job)
 {
 	struct api_op *op = CH_POOL_CONTAINER_OF(job, struct api_op, job);
-	loop_priority();	/* history reads are requests waiting too */
+	ch_sched_latency();	/* history reads are requests waiting too */
 	struct ch_logread *lr = ch_logread_thread(op->w->api->log_dir);
 	void *buf = malloc(CH_RECORD_MAX);
 

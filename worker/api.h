@@ -13,14 +13,17 @@
 #define CH_API_HISTORY_DEFAULT 50
 #define CH_API_HISTORY_MAX 500
 #define CH_API_TOKEN_CACHE 256		/* verified tokens remembered per worker */
-#define CH_API_HASH_NICE 10		/* hashing threads yield to the loops */
-#define CH_API_LOOP_SLICE_NS 100000	/* the loop's scheduler slice (the least allowed) */
+/* A hash waiting or running this long means hashing is starved of CPU. */
+#define CH_API_HASH_STALL_MS 250
 
 /* Load the token key and set up the limits. */
 int ch_api_init(struct ch_worker *w);
 
 /* Stop the pools and free what the API holds (the worker is exiting). */
 void ch_api_shutdown(struct ch_worker *w);
+
+/* Every worker tick: keep hashing from starving on a saturated machine. */
+void ch_api_tick(struct ch_worker *w);
 
 /* The pool's eventfd fired: finish the jobs that are done. */
 void ch_api_pool_done(struct ch_worker *w);

@@ -8,6 +8,7 @@
  * - done holds finished jobs not yet reaped, in the order they finished.
  * - A job is on at most one list, and on none while its fn runs.
  * - stopping, once set, is never cleared; no job starts after it is set.
+ * - a thread's job_ms is non-zero exactly while its fn runs.
  *
  * Wake-up rule: a thread writes the eventfd only when it puts a job on an
  * empty done list, so a burst of completions costs one write. This cannot
@@ -29,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -46,6 +48,8 @@ struct pool_list {
 struct pool_thread {
 	pthread_t tid;
 	struct ch_pool *pool;
+	pid_t ktid;		/* the kernel's thread id; under pool->lock */
+	uint64_t job_ms;	/* when its job started, 0 when idle; likewise */
 	struct crypt_data cd;	/* this thread's only; zeroed by calloc */
 };
 
@@ -64,6 +68,14 @@ struct ch_pool {
 	int nalloc;		/* entries in threads[] */
 	struct pool_thread *threads;
 };
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
 
 /* Set once by each pool thread before it takes its first job. */
 static __thread struct crypt_data *pool_tls_cd;
@@ -135,6 +147,7 @@ static void *pool_thread_main(void *arg)
 
 	pool_tls_cd = &self->cd;
 	pthread_mutex_lock(&pool->lock);
+	self->ktid = gettid();
 	for (;;) {
 		struct ch_job *job;
 		int first_done;
@@ -146,11 +159,13 @@ static void *pool_thread_main(void *arg)
 		job = list_pop(&pool->queue);
 		pool->queued--;
 		pool->running++;
+		self->job_ms = now_ms();
 		pthread_mutex_unlock(&pool->lock);
 
 		job->fn(job);
 
 		pthread_mutex_lock(&pool->lock);
+		self->job_ms = 0;
 		pool->running--;
 		first_done = pool->done.head == NULL;
 		list_push(&pool->done, job);
@@ -277,6 +292,7 @@ int ch_pool_submit(struct ch_pool *pool, struct ch_job *job)
 	} else if (pool->queued >= pool->max_queue) {
 		err = EAGAIN;
 	} else {
+		job->queued_ms = now_ms();
 		list_push(&pool->queue, job);
 		pool->queued++;
 		pthread_cond_signal(&pool->work);
@@ -302,6 +318,25 @@ size_t ch_pool_reap(struct ch_pool *pool, void (*done)(struct ch_job *job))
 	pool->done.head = pool->done.tail = NULL;
 	pthread_mutex_unlock(&pool->lock);
 	return list_drain(list, done);
+}
+
+int ch_pool_stalled(struct ch_pool *pool, uint64_t limit_ms, pid_t *tids, int max)
+{
+	uint64_t t = now_ms();
+	int stalled, n = 0;
+
+	pthread_mutex_lock(&pool->lock);
+	stalled = pool->queue.head && t - pool->queue.head->queued_ms > limit_ms;
+	for (int i = 0; i < pool->nthreads; i++) {
+		const struct pool_thread *th = &pool->threads[i];
+		if (th->job_ms && t - th->job_ms > limit_ms)
+			stalled = 1;
+	}
+	for (int i = 0; stalled && i < pool->nthreads && n < max; i++)
+		if (pool->threads[i].job_ms)
+			tids[n++] = pool->threads[i].ktid;
+	pthread_mutex_unlock(&pool->lock);
+	return n;
 }
 
 size_t ch_pool_queue_depth(struct ch_pool *pool)

@@ -45,6 +45,8 @@
 #define CH_POOL_H
 
 #include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
 
 struct crypt_data;
 struct ch_pool;
@@ -55,6 +57,7 @@ struct ch_job {
 	 * of their done argument (one pool serving several kinds of job). */
 	void (*done)(struct ch_job *job);
 	struct ch_job *next;		/* the pool's queue / done-list link */
+	uint64_t queued_ms;		/* the pool's: when it was submitted */
 	int cancelled;			/* 1: destroyed before fn ran (fn never ran) */
 };
 
@@ -96,6 +99,15 @@ size_t ch_pool_reap(struct ch_pool *pool, void (*done)(struct ch_job *job));
 /* Jobs queued plus jobs running now (not finished-but-unreaped), for
  * metrics. A snapshot: it may change as soon as it is returned. */
 size_t ch_pool_queue_depth(struct ch_pool *pool);
+
+/*
+ * Whether the pool is starved of CPU: a job has waited in the queue, or
+ * has been running, for more than limit_ms. If so, the kernel thread ids
+ * of the threads running a job now (at most max, in tids), so the caller
+ * can raise their priority; 0 otherwise. A thread's job sets its own
+ * scheduling again when it starts, so a raise lasts one job.
+ */
+int ch_pool_stalled(struct ch_pool *pool, uint64_t limit_ms, pid_t *tids, int max);
 
 /*
  * The calling pool thread's struct crypt_data (zeroed at pool creation,

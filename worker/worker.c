@@ -22,6 +22,7 @@
 #include "worker/worker.h"
 
 #include "common/log.h"
+#include "common/sched.h"
 #include "worker/api.h"
 #include "worker/pool.h"
 #include "worker/udata.h"
@@ -937,6 +938,7 @@ int ch_worker_run(const struct ch_config *cfg, int index, const int *listen_fds,
 		ch_err("worker %d: cannot attach to the journal's rings", index);
 		return 1;
 	}
+	ch_sched_init();	/* before the hashing threads start */
 	w.pool = ch_pool_create(cfg->hash_threads, CH_WORKER_POOL_QUEUE);
 	w.io_pool = ch_pool_create(CH_WORKER_IO_THREADS, CH_WORKER_POOL_QUEUE);
 	if (!w.pool || !w.io_pool)
@@ -981,6 +983,7 @@ int ch_worker_run(const struct ch_config *cfg, int index, const int *listen_fds,
 			run_timers(&w);
 			ch_bus_expire(w.bus, &w, w.now_ms);
 			ch_ws_tick(&w);
+			ch_api_tick(&w);
 			ch_handoff_tick(&w);	/* the master's control messages */
 			next_tick = w.now_ms + CH_WORKER_TICK_MS;
 		}

@@ -5,6 +5,8 @@
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const crypto = require('node:crypto');
+const os = require('node:os');
+const { spawn } = require('node:child_process');
 const { startChatd, sleep } = require('./lib/chatd');
 const {
   Api, made, uniqueName, uniqueRoom, assertError, assertStatus,
@@ -776,6 +778,39 @@ describe('auth limits', () => {
     assertError(await from('127.0.0.9').login(victim, 'password-v'), 429, 'rate_limited', 'right password while limited');
     // Other users are not affected.
     assertStatus(await from('127.0.0.10').login(bystander, 'password-b'), 200, 'another user');
+  });
+});
+
+// Hashing runs as SCHED_IDLE; on a machine with no CPU to spare that
+// would starve logins, so a worker raises starved hashing threads
+// (chatd_hash_boosts_total). Here every core is kept busy by a spinner.
+describe('logins on a saturated machine', () => {
+  it('still answer, the hashing threads raised from idle priority', { timeout: 120000 }, async () => {
+    const srv = await startChatd({ workers: 1 });
+    const api = new Api(srv.port);
+    const spinners = [];
+    try {
+      const u = await api.newUser('busy');
+      for (let i = 0; i < os.cpus().length; i++) {
+        spinners.push(spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' }));
+      }
+      await sleep(300);
+      for (let i = 0; i < 4; i++) {
+        const t0 = Date.now();
+        const r = await api.login(u.name, u.password);
+        assertStatus(r, 200, `login ${i} on a saturated machine`);
+        // SCHED_IDLE alone would take tens of seconds per hash here.
+        assert.ok(Date.now() - t0 < 5000, `login ${i} took ${Date.now() - t0} ms`);
+      }
+      const m = (await api.get('/metrics')).text.match(/^chatd_hash_boosts_total (\d+)$/m);
+      assert.ok(m, 'chatd_hash_boosts_total in /metrics');
+      // Only a process that may leave SCHED_IDLE uses it (root here).
+      if (process.getuid() === 0) assert.ok(Number(m[1]) > 0, `boosts: ${m[1]}`);
+    } finally {
+      for (const p of spinners) p.kill('SIGKILL');
+      api.close();
+      await shutdown(srv);
+    }
   });
 });
 

@@ -19,6 +19,7 @@
 #include <semaphore.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -535,6 +536,51 @@ START_TEST(test_destroy_pending)
 }
 END_TEST
 
+/* A job held past the limit, running or queued behind one, makes the pool
+ * stalled, naming the threads running jobs; a quick one does not. */
+START_TEST(test_stalled)
+{
+	enum { LIMIT_MS = 50 };
+	struct ch_pool *pool = ch_pool_create(1, 4);
+	struct test_job blocker, behind;
+	sem_t gate, started;
+	pid_t tids[4];
+	char path[64];
+	size_t reaped = 0;
+
+	ck_assert_ptr_nonnull(pool);
+	reset_globals();
+	ck_assert_int_eq(ch_pool_stalled(pool, LIMIT_MS, tids, 4), 0);	/* idle */
+	sem_init(&gate, 0, 0);
+	sem_init(&started, 0, 0);
+	job_init(&blocker, 0);
+	blocker.gate = &gate;
+	blocker.started = &started;
+	ck_assert_int_eq(ch_pool_submit(pool, &blocker.job), 0);
+	wait_sem(&started);
+	ck_assert_int_eq(ch_pool_stalled(pool, 10 * TEST_WAIT_MS, tids, 4), 0);
+	job_init(&behind, 1);
+	ck_assert_int_eq(ch_pool_submit(pool, &behind.job), 0);
+	usleep(2 * LIMIT_MS * 1000);
+	ck_assert_int_eq(ch_pool_stalled(pool, LIMIT_MS, tids, 4), 1);
+	ck_assert_int_eq(ch_pool_stalled(pool, LIMIT_MS, tids, 0), 0);	/* max 0 */
+	/* The id is a thread of this process, not the caller's. */
+	ck_assert_int_ne(tids[0], gettid());
+	snprintf(path, sizeof(path), "/proc/self/task/%d", (int)tids[0]);
+	ck_assert_int_eq(access(path, F_OK), 0);
+
+	sem_post(&gate);
+	while (reaped < 2) {
+		ck_assert(wait_readable(ch_pool_eventfd(pool), TEST_WAIT_MS));
+		reaped += ch_pool_reap(pool, test_done);
+	}
+	ck_assert_int_eq(ch_pool_stalled(pool, LIMIT_MS, tids, 4), 0);	/* drained */
+	ch_pool_destroy(pool, NULL);
+	sem_destroy(&gate);
+	sem_destroy(&started);
+}
+END_TEST
+
 static Suite *pool_suite(void)
 {
 	Suite *s = suite_create("pool");
@@ -550,6 +596,7 @@ static Suite *pool_suite(void)
 	tcase_add_test(tc, test_done_may_submit);
 	tcase_add_test(tc, test_thread_crypt_data);
 	tcase_add_test(tc, test_destroy_pending);
+	tcase_add_test(tc, test_stalled);
 	suite_add_tcase(s, tc);
 	return s;
 }
