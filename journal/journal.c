@@ -60,6 +60,10 @@ struct journal {
 	struct ch_buf frames;		/* (u32 ring, u32 len, u64 seq, frame)... */
 	uint64_t wake;			/* workers to wake this turn */
 	uint32_t free_rings;		/* rings never used yet: [free_rings, n) */
+	/* Per ring: history may be read from positions at or above this.
+	 * Below it the ring may hold frames of records the log no longer
+	 * has (cut by fencing) or never made durable (a journal restart). */
+	uint64_t *ring_floor;
 	uint64_t ring_full_logged_ms;
 	struct ch_repl *repl;		/* replication (journal/repl.h) */
 	uint32_t batch_records;		/* records in the batch */
@@ -227,7 +231,7 @@ static int ring_for(struct journal *j, struct ch_room *room)
 	/* Readers check room_id (acquire) before trusting the ring: clear it
 	 * while the ring is reset, set it (release) once it is ready. */
 	atomic_store_explicit(&sr->room_id, 0, memory_order_release);
-	ch_mring_reset(ch_shm_ring(shm, (uint32_t)pick));
+	j->ring_floor[pick] = ch_mring_reset(ch_shm_ring(shm, (uint32_t)pick));
 	atomic_store_explicit(&sr->room_id, room->id, memory_order_release);
 	room->ring = pick;
 	return pick;
@@ -642,7 +646,9 @@ static void on_history(struct journal *j, int w, uint64_t id, struct ch_payload_
 	/* Where the worker may find the page's frames without reading the
 	 * log: the room's ring, if it has one, and the page's newest seq. */
 	uint32_t ring[2] = { rm->ring >= 0 ? (uint32_t)rm->ring : CH_HISTORY_NO_RING, rm->id };
+	uint64_t floor = rm->ring >= 0 ? j->ring_floor[rm->ring] : 0;
 	ch_buf_append(&f, ring, sizeof(ring));
+	ch_buf_append(&f, &floor, sizeof(floor));
 	ch_buf_append(&f, &top, sizeof(top));
 	if (f.failed)
 		reply_status(j, w, id, CH_BUS_UNAVAILABLE);
@@ -1099,7 +1105,7 @@ static int repl_apply(void *arg, const struct ch_record *rec)
 }
 
 static int recover(struct journal *j, int repair);
-static void adopt_rings(struct journal *j);
+static int adopt_rings(struct journal *j);
 
 /* The standby's log was cut (fencing): the state again from the log. */
 static int repl_reload(void *arg, struct ch_log_writer **log)
@@ -1115,7 +1121,8 @@ static int repl_reload(void *arg, struct ch_log_writer **log)
 		ch_err("journal: cannot open the log in %s: %s", j->dir, strerror(-rc));
 		return -1;
 	}
-	adopt_rings(j);
+	if (adopt_rings(j) < 0)
+		return -1;
 	CH_STAT_SET(j->stats, journal_log_end, ch_log_end(*log));
 	return 0;
 }
@@ -1230,20 +1237,33 @@ static int recover(struct journal *j, int repair)
 }
 
 /* After a restart the room rings still carry their rooms: take them back. */
-static void adopt_rings(struct journal *j)
+/*
+ * Take over the rings (at start, and after fencing cut the log): their
+ * frames stay for the members reading them, but none of them is trusted
+ * for history, which reads the log until newer frames are published.
+ */
+static int adopt_rings(struct journal *j)
 {
 	uint32_t n = ch_shm_header(j->shm)->n_rings;
+
+	if (!j->ring_floor && !(j->ring_floor = calloc(n, sizeof(*j->ring_floor)))) {
+		ch_err("journal: out of memory for %u room rings", n);
+		return -1;
+	}
 	j->free_rings = 0;
 	for (uint32_t r = 0; r < n; r++) {
 		struct ch_shm_room *sr = ch_shm_room(j->shm, r);
 		uint32_t rid = atomic_load_explicit(&sr->room_id, memory_order_acquire);
-		ch_mring_writer_attach(ch_shm_ring(j->shm, r));
+		struct ch_mring *ring = ch_shm_ring(j->shm, r);
+		ch_mring_writer_attach(ring);
+		j->ring_floor[r] = ch_mring_head(ring);
 		struct ch_room *room = ch_state_room_by_id(&j->state, rid);
 		if (room)
 			room->ring = (int32_t)r;
 		if (rid)
 			j->free_rings = r + 1;
 	}
+	return 0;
 }
 
 int ch_journal_run(const struct ch_config *cfg, const struct ch_shm *shm, int repair)
@@ -1298,7 +1318,8 @@ int ch_journal_run(const struct ch_config *cfg, const struct ch_shm *shm, int re
 	for (int w = 0; w < j.n_workers; w++)
 		ch_shm_wake(shm->worker_efd[w]);
 	j.wake = 0;
-	adopt_rings(&j);
+	if (adopt_rings(&j) < 0)
+		return 1;
 	CH_STAT_SET(j.stats, journal_log_end, ch_log_end(j.log));
 	ch_info("journal ready: log end %llu, ack = %s, %s at epoch %u",
 		(unsigned long long)ch_log_end(j.log),
@@ -1350,6 +1371,7 @@ out:
 	if (j.log)
 		ch_log_writer_close(j.log);
 	ch_repl_free(j.repl);
+	free(j.ring_floor);
 	ch_info("journal stopped");
 	return status;
 }

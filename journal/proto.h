@@ -38,8 +38,9 @@ enum ch_req_type {
 	CH_REQ_SEND = 7,
 	/* str user, str room, u64 before (0 = none), u32 limit.
 	 * Reply: OK with u32 n, n x u64 log position (newest first), u32
-	 * ring (CH_HISTORY_NO_RING: none), u32 room id, u64 the page's newest
-	 * seq | NO_SUCH_ROOM | NOT_PARTICIPANT. The worker takes the page
+	 * ring (CH_HISTORY_NO_RING: none), u32 room id, u64 the lowest ring
+	 * position history may trust, u64 the page's newest seq |
+	 * NO_SUCH_ROOM | NOT_PARTICIPANT. The worker takes the page
 	 * from the ring if it is all there, else reads the records. */
 	CH_REQ_HISTORY = 8,
 	/* str user, str room, u32 worker, u64 since (CH_SINCE_NONE: no

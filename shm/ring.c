@@ -692,20 +692,21 @@ enum ch_mring_status ch_mring_resync(const struct ch_mring *r, uint64_t *cursor)
  * before it; any other stamp means the slot was overwritten (or is being),
  * and everything older is gone too.
  */
-int ch_mring_find(const struct ch_mring *r, uint64_t tag, uint64_t *cursor)
+int ch_mring_find(const struct ch_mring *r, uint64_t tag, uint64_t floor, uint64_t *cursor)
 {
-	uint64_t head, base, pos;
+	uint64_t head, base, pos, lo;
 
 	mring_snapshot(r, &head, &base);
+	lo = floor > base ? floor : base;
 	pos = head;
-	while (pos > base && head - pos < r->nslots) {
+	while (pos > lo && head - pos < r->nslots) {
 		uint64_t q = pos - 1, s;
 
 		for (;;) {
 			/* Acquire pairs with the release stamp stores in
 			 * ch_mring_write(): a start's header is written. */
 			s = atomic_load_explicit(mring_stamp_c(r, q), memory_order_acquire);
-			if (s != (q | CH_MRING_STAMP_CONT) || q == base || head - q >= r->nslots)
+			if (s != (q | CH_MRING_STAMP_CONT) || q == lo || head - q >= r->nslots)
 				break;
 			q--;
 		}

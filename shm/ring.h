@@ -294,12 +294,13 @@ enum ch_mring_status ch_mring_resync(const struct ch_mring *r, uint64_t *cursor)
 
 /*
  * For rings whose tags grow with position (a room's seqs): the position of
- * the entry tagged tag, searched back from the head, so a recent entry is
- * found in few steps. Returns 0 with *cursor set (read it with
- * ch_mring_read(), which still checks it was not overwritten since), or -1
- * when no intact entry has that tag.
+ * the entry tagged tag, searched back from the head down to floor (an
+ * entry boundary, e.g. an earlier ch_mring_head(); 0 for the whole ring),
+ * so a recent entry is found in few steps. Returns 0 with *cursor set
+ * (read it with ch_mring_read(), which still checks it was not overwritten
+ * since), or -1 when no intact entry at or above floor has that tag.
  */
-int ch_mring_find(const struct ch_mring *r, uint64_t tag, uint64_t *cursor);
+int ch_mring_find(const struct ch_mring *r, uint64_t tag, uint64_t floor, uint64_t *cursor);
 
 uint32_t ch_mring_max_entry(const struct ch_mring *r);
 uint32_t ch_mring_nslots(const struct ch_mring *r);

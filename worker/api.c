@@ -181,16 +181,14 @@ static void finish(struct ch_worker *w, struct ch_conn *c, int status, const cha
 		   size_t len, const char *extra)
 {
 	ch_respond(w, c, status, "application/json", body, len, extra);
-	if (c->state == CH_CONN_HEAD)
-		ch_http_conn_input(w, c);
+	ch_http_conn_resume(w, c);
 }
 
 static void finish_error(struct ch_worker *w, struct ch_conn *c, int status, const char *code,
 			 const char *message)
 {
 	ch_respond_error(w, c, status, code, message);
-	if (c->state == CH_CONN_HEAD)
-		ch_http_conn_input(w, c);
+	ch_http_conn_resume(w, c);
 }
 
 static void bus_error(struct ch_worker *w, struct ch_conn *c, uint32_t status)
@@ -562,8 +560,8 @@ static void login_user_found(struct ch_worker *w, struct ch_conn *c, void *ctx, 
 		bus_error(w, c, status);
 		return;
 	}
-	if (submit(w, c, op, job_verify) < 0 && c->state == CH_CONN_HEAD)
-		ch_http_conn_input(w, c);
+	if (submit(w, c, op, job_verify) < 0)
+		ch_http_conn_resume(w, c);
 }
 
 void ch_api_login(struct ch_worker *w, struct ch_conn *c, struct ch_req *r, const char *path)
@@ -835,7 +833,7 @@ out:
  * the log. Returns 0 when the page is in op->out.
  */
 static int history_from_ring(struct ch_worker *w, struct api_op *op, uint32_t ring,
-			     uint32_t room_id, uint64_t top)
+			     uint32_t room_id, uint64_t floor, uint64_t top)
 {
 	uint8_t entry[CH_API_RING_ENTRY_MAX];
 	uint32_t offs[CH_API_HISTORY_MAX + 1];
@@ -851,7 +849,7 @@ static int history_from_ring(struct ch_worker *w, struct api_op *op, uint32_t ri
 	    room_id)
 		return -1;
 	const struct ch_mring *r = ch_shm_ring(w->shm, ring);
-	if (ch_mring_find(r, seq, &cursor) < 0)
+	if (ch_mring_find(r, seq, floor, &cursor) < 0)
 		return -1;
 	ch_buf_init(&els);
 	for (; n < op->n_pos; n++, seq++) {
@@ -905,22 +903,22 @@ static void history_positions(struct ch_worker *w, struct ch_conn *c, void *ctx,
 	for (uint32_t i = 0; i < op->n_pos; i++)
 		op->pos[i] = ch_payload_get_u64(rd);
 	uint32_t ring = ch_payload_get_u32(rd), room_id = ch_payload_get_u32(rd);
-	uint64_t top = ch_payload_get_u64(rd);
+	uint64_t floor = ch_payload_get_u64(rd), top = ch_payload_get_u64(rd);
 	if (op->n_pos == 0) {
 		op_free(op);
 		finish(w, c, 200, "[]", 2, NULL);
 		return;
 	}
 	if (!rd->failed && ring != CH_HISTORY_NO_RING &&
-	    history_from_ring(w, op, ring, room_id, top) == 0) {
+	    history_from_ring(w, op, ring, room_id, floor, top) == 0) {
 		CH_STAT_ADD(w->stats, history_ring, 1);
 		finish(w, c, 200, op->out.p, op->out.len, NULL);
 		op_free(op);
 		return;
 	}
 	CH_STAT_ADD(w->stats, history_log, 1);
-	if (submit(w, c, op, job_history) < 0 && c->state == CH_CONN_HEAD)
-		ch_http_conn_input(w, c);
+	if (submit(w, c, op, job_history) < 0)
+		ch_http_conn_resume(w, c);
 }
 
 /* A query parameter as a whole number in [min, max]; def when absent. */

@@ -283,8 +283,7 @@ static void job_lookup_done(struct ch_job *job)
 			ch_respond_error(w, c, 500, "internal", "could not read the file");
 		else
 			send_file(w, c, op);
-		if (c->state == CH_CONN_HEAD)
-			ch_http_conn_input(w, c);
+		ch_http_conn_resume(w, c);
 	}
 	if (op->map)
 		munmap(op->map, op->map_len);

@@ -543,6 +543,12 @@ static void read_body(struct ch_worker *w, struct ch_conn *c)
 		dispatch(w, c);
 }
 
+void ch_http_conn_resume(struct ch_worker *w, struct ch_conn *c)
+{
+	if (c->state == CH_CONN_HEAD)
+		ch_http_conn_input(w, c);
+}
+
 void ch_http_conn_input(struct ch_worker *w, struct ch_conn *c)
 {
 	if (c->state == CH_CONN_WS) {

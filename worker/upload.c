@@ -148,8 +148,7 @@ static void answer_error(struct ch_worker *w, struct ch_conn *c, struct upload *
 		return;
 	}
 	ch_respond_error(w, c, status, code, msg);
-	if (c->state == CH_CONN_HEAD)
-		ch_http_conn_input(w, c);	/* a pipelined request waited */
+	ch_http_conn_resume(w, c);
 }
 
 static void answer_created(struct ch_worker *w, struct ch_conn *c, struct upload *up)
@@ -178,8 +177,7 @@ static void answer_created(struct ch_worker *w, struct ch_conn *c, struct upload
 		answer_error(w, c, up, 500, "internal", "out of memory");	/* resumes input */
 	} else {
 		ch_respond(w, c, 201, "application/json", b.p, b.len, "Cache-Control: no-store\r\n");
-		if (c->state == CH_CONN_HEAD)
-			ch_http_conn_input(w, c);	/* a pipelined request waited */
+		ch_http_conn_resume(w, c);
 	}
 	ch_buf_free(&b);
 }

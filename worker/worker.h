@@ -118,6 +118,9 @@ void ch_conn_body_resume(struct ch_worker *w, struct ch_conn *c);
 
 /* New bytes arrived on c (already appended to c->in); parse and serve. */
 void ch_http_conn_input(struct ch_worker *w, struct ch_conn *c);
+/* A deferred answer went out (or could not be deferred after all): serve
+ * the next pipelined request, if the connection is waiting for one. */
+void ch_http_conn_resume(struct ch_worker *w, struct ch_conn *c);
 /* The connection is going away: free per-request state. */
 void ch_http_conn_reset(struct ch_conn *c);
 /* The header timer fired: answer 408 and close. */

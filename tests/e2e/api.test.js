@@ -799,13 +799,16 @@ describe('logins on a saturated machine', () => {
         const t0 = Date.now();
         const r = await api.login(u.name, u.password);
         assertStatus(r, 200, `login ${i} on a saturated machine`);
-        // SCHED_IDLE alone would take tens of seconds per hash here.
-        assert.ok(Date.now() - t0 < 5000, `login ${i} took ${Date.now() - t0} ms`);
+        // Starved SCHED_IDLE hashing took ~8 s a login here on 2 cores, raised
+        // ~0.6 s; the bound is loose for a loaded machine: the counter below
+        // is what tells the two apart.
+        assert.ok(Date.now() - t0 < 15000, `login ${i} took ${Date.now() - t0} ms`);
       }
       const m = (await api.get('/metrics')).text.match(/^chatd_hash_boosts_total (\d+)$/m);
       assert.ok(m, 'chatd_hash_boosts_total in /metrics');
-      // Only a process that may leave SCHED_IDLE uses it (root here).
-      if (process.getuid() === 0) assert.ok(Number(m[1]) > 0, `boosts: ${m[1]}`);
+      // Only a process that may leave SCHED_IDLE uses it; one that may not
+      // says so at start and hashes at nice 10 throughout.
+      if (!srv.log().includes('background work runs at nice')) assert.ok(Number(m[1]) > 0, `boosts: ${m[1]}`);
     } finally {
       for (const p of spinners) p.kill('SIGKILL');
       api.close();

@@ -33,7 +33,9 @@ fs.writeFileSync(keyFile, crypto.randomBytes(32), { mode: 0o600 });
 fs.writeFileSync(secretFile, crypto.randomBytes(24).toString('hex'), { mode: 0o600 });
 
 const running = [];
+const proxies = [];	// closed here too, so a failed test cannot keep the file alive
 after(async () => {
+  for (const p of proxies) p.close();
   for (const s of running) await killAll(s).catch(() => {});
   // A sanitizer build (CHATD=.../san/chatd) reports into the log.
   for (const s of running) {
@@ -231,7 +233,7 @@ async function makeProxy(targetPort) {
   };
   const server = net.createServer(wire);
   await new Promise((resolve) => server.listen(port, '127.0.0.1', resolve));
-  return {
+  const proxy = {
     port,
     cut() {
       cut = true;
@@ -243,6 +245,8 @@ async function makeProxy(targetPort) {
     },
     close() { for (const { c, u } of pairs) { c.destroy(); u.destroy(); } server.close(); },
   };
+  proxies.push(proxy);
+  return proxy;
 }
 
 // Runs a command; returns {ok, why} (why: its stderr, or the spawn error).

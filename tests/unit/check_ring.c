@@ -762,13 +762,13 @@ START_TEST(mring_find)
 	struct ch_mring *r = test_mring(16, 64, &size);
 	uint64_t c;
 
-	ck_assert_int_eq(ch_mring_find(r, 1, &c), -1);	/* empty */
+	ck_assert_int_eq(ch_mring_find(r, 1, 0, &c), -1);	/* empty */
 	/* Tags 1..12, lengths spanning 1 to 3 slots: 24 slots in all, so
 	 * the oldest are overwritten. */
 	for (uint64_t t = 1; t <= 12; t++)
 		mring_pub(r, t, (uint32_t)(t % 3) * 48 + 8);
 	for (uint64_t t = 1; t <= 12; t++) {
-		if (ch_mring_find(r, t, &c) < 0) {
+		if (ch_mring_find(r, t, 0, &c) < 0) {
 			ck_assert_uint_lt(t, 6);	/* only old ones may be gone */
 			continue;
 		}
@@ -776,26 +776,34 @@ START_TEST(mring_find)
 		if (t < 12)
 			mring_expect(r, &c, t + 1, (uint32_t)((t + 1) % 3) * 48 + 8);
 	}
-	ck_assert_int_eq(ch_mring_find(r, 12, &c), 0);
-	ck_assert_int_eq(ch_mring_find(r, 1, &c), -1);
-	ck_assert_int_eq(ch_mring_find(r, 13, &c), -1);	/* not written yet */
+	ck_assert_int_eq(ch_mring_find(r, 12, 0, &c), 0);
+	ck_assert_int_eq(ch_mring_find(r, 1, 0, &c), -1);
+	ck_assert_int_eq(ch_mring_find(r, 13, 0, &c), -1);	/* not written yet */
 
 	/* A gap in the tags is not found, and neither is what lies beyond
 	 * a slot being overwritten. */
 	mring_pub(r, 14, 8);
-	ck_assert_int_eq(ch_mring_find(r, 13, &c), -1);
-	ck_assert_int_eq(ch_mring_find(r, 12, &c), 0);
+	ck_assert_int_eq(ch_mring_find(r, 13, 0, &c), -1);
+	ck_assert_int_eq(ch_mring_find(r, 12, 0, &c), 0);
 	uint64_t at12 = c;
-	ck_assert_int_eq(ch_mring_find(r, 11, &c), 0);
+	ck_assert_int_eq(ch_mring_find(r, 11, 0, &c), 0);
 	atomic_store(&r->words[at12 & r->mask], CH_MRING_STAMP_BUSY);
-	ck_assert_int_eq(ch_mring_find(r, 14, &c), 0);
-	ck_assert_int_eq(ch_mring_find(r, 11, &c), -1);
+	ck_assert_int_eq(ch_mring_find(r, 14, 0, &c), 0);
+	ck_assert_int_eq(ch_mring_find(r, 11, 0, &c), -1);
+
+	/* Nothing below a floor is found, even a tag that is there. */
+	uint64_t floor = ch_mring_head(r);
+	mring_pub(r, 15, 8);
+	ck_assert_int_eq(ch_mring_find(r, 14, floor, &c), -1);
+	ck_assert_int_eq(ch_mring_find(r, 15, floor, &c), 0);
+	ck_assert_uint_eq(c, floor);
+	ck_assert_int_eq(ch_mring_find(r, 14, 0, &c), 0);
 
 	/* After a reset, the old generation's tags are gone. */
 	ch_mring_reset(r);
-	ck_assert_int_eq(ch_mring_find(r, 14, &c), -1);
+	ck_assert_int_eq(ch_mring_find(r, 14, 0, &c), -1);
 	mring_pub(r, 1, 8);
-	ck_assert_int_eq(ch_mring_find(r, 1, &c), 0);
+	ck_assert_int_eq(ch_mring_find(r, 1, 0, &c), 0);
 	mring_expect(r, &c, 1, 8);
 	munmap(r, size);
 }
