@@ -279,6 +279,20 @@ START_TEST(test_completion_order)
 END_TEST
 
 /* One thread held busy: exactly max_queue more jobs are accepted. */
+/* Submit job 0, which holds its thread until gate is posted; returns
+ * once it runs. */
+static void start_blocker(struct ch_pool *pool, struct test_job *blocker, sem_t *gate,
+			  sem_t *started)
+{
+	sem_init(gate, 0, 0);
+	sem_init(started, 0, 0);
+	job_init(blocker, 0);
+	blocker->gate = gate;
+	blocker->started = started;
+	ck_assert_int_eq(ch_pool_submit(pool, &blocker->job), 0);
+	wait_sem(started);
+}
+
 START_TEST(test_queue_limit_and_depth)
 {
 	enum { MAXQ = 3 };
@@ -289,13 +303,7 @@ START_TEST(test_queue_limit_and_depth)
 
 	ck_assert_ptr_nonnull(pool);
 	reset_globals();
-	sem_init(&gate, 0, 0);
-	sem_init(&started, 0, 0);
-	job_init(&blocker, 0);
-	blocker.gate = &gate;
-	blocker.started = &started;
-	ck_assert_int_eq(ch_pool_submit(pool, &blocker.job), 0);
-	wait_sem(&started);
+	start_blocker(pool, &blocker, &gate, &started);
 	ck_assert_uint_eq(ch_pool_queue_depth(pool), 1);	/* running only */
 
 	for (int i = 0; i < MAXQ; i++) {
@@ -551,13 +559,7 @@ START_TEST(test_stalled)
 	ck_assert_ptr_nonnull(pool);
 	reset_globals();
 	ck_assert_int_eq(ch_pool_stalled(pool, LIMIT_MS, tids, 4), 0);	/* idle */
-	sem_init(&gate, 0, 0);
-	sem_init(&started, 0, 0);
-	job_init(&blocker, 0);
-	blocker.gate = &gate;
-	blocker.started = &started;
-	ck_assert_int_eq(ch_pool_submit(pool, &blocker.job), 0);
-	wait_sem(&started);
+	start_blocker(pool, &blocker, &gate, &started);
 	ck_assert_int_eq(ch_pool_stalled(pool, 10 * TEST_WAIT_MS, tids, 4), 0);
 	job_init(&behind, 1);
 	ck_assert_int_eq(ch_pool_submit(pool, &behind.job), 0);
