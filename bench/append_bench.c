@@ -21,7 +21,7 @@
  * Warm-up 1 s, then D seconds measured: acked sends/s, records per
  * fdatasync (the journal's own journal_appends / journal_fsyncs), the
  * journal's CPU seconds (/proc/PID/stat), p50/p99 ack latency (log
- * histogram, ~6% resolution). Every reply's status is checked; any error
+ * histogram of bench/chatbench/hist.c). Every reply's status is checked; any error
  * makes the exit status 1. At the end every send must have been answered,
  * and acked sends must not exceed the room's last seq (LIST_ROOMS).
  * The last line, "result: key=value ...", is for scripts
@@ -36,11 +36,14 @@
  * Build from the top of the tree, after `make` (or make BUILD=dir: then
  * link dir/libchatd.a):
  *   cc -std=gnu11 -O2 -g -Wall -Wextra -I. -o /tmp/append_bench \
- *       bench/append_bench.c build/libchatd.a \
+ *       bench/append_bench.c bench/chatbench/hist.c bench/chatbench/proc.c \
+ *       build/libchatd.a \
  *       $(pkg-config --libs liburing libcjson libjwt libxcrypt inih libcrypto libsystemd) \
  *       -ls3 -lpthread
  */
 #define _GNU_SOURCE
+#include "bench/chatbench/hist.h"
+#include "bench/chatbench/proc.h"
 #include "common/log.h"
 #include "journal/journal.h"
 #include "journal/proto.h"
@@ -82,8 +85,6 @@
 #define BENCH_REPLY_MS 10000		/* a request unanswered this long is lost
 					   (worker/bus.h's CH_BUS_TIMEOUT_MS) */
 #define BENCH_REQ_SLACK 256		/* payload bytes besides the content */
-#define BENCH_HIST_SUB_BITS 4		/* 16 sub-buckets per power of two */
-#define BENCH_HIST_BUCKETS (64 << BENCH_HIST_SUB_BITS)
 #define BENCH_REPLY_MAX 4096
 #define NS_PER_MS 1000000ull
 #define NS_PER_S 1000000000ull
@@ -137,7 +138,7 @@ struct sender {
 	uint64_t errors;
 	uint64_t max_seq;	/* largest room seq an ack named */
 	char first_error[160];
-	uint64_t hist[BENCH_HIST_BUCKETS];
+	struct ch_hist hist;	/* ack latency, ns (chatbench's histogram) */
 };
 
 static uint64_t now_ns(void)
@@ -158,42 +159,6 @@ static void on_signal(int sig)
 {
 	(void)sig;
 	bench_interrupted = 1;
-}
-
-/* ---------------------------------------------------------------------- */
-/* Latency histogram: 16 sub-buckets per power of two of nanoseconds.     */
-
-static unsigned hist_bucket(uint64_t ns)
-{
-	if (ns < (1u << BENCH_HIST_SUB_BITS))
-		return (unsigned)ns;
-	unsigned e = 63u - (unsigned)__builtin_clzll(ns);
-	unsigned sub = (unsigned)(ns >> (e - BENCH_HIST_SUB_BITS)) & ((1u << BENCH_HIST_SUB_BITS) - 1);
-	return ((e - BENCH_HIST_SUB_BITS + 1) << BENCH_HIST_SUB_BITS) + sub;
-}
-
-/* The largest value that falls in bucket b. */
-static uint64_t hist_upper(unsigned b)
-{
-	if (b < (1u << BENCH_HIST_SUB_BITS))
-		return b;
-	unsigned e = (b >> BENCH_HIST_SUB_BITS) + BENCH_HIST_SUB_BITS - 1;
-	uint64_t sub = b & ((1u << BENCH_HIST_SUB_BITS) - 1);
-	uint64_t lo = ((1ull << BENCH_HIST_SUB_BITS) + sub) << (e - BENCH_HIST_SUB_BITS);
-	return lo + (1ull << (e - BENCH_HIST_SUB_BITS)) - 1;
-}
-
-static double hist_pct_ms(const uint64_t *h, uint64_t total, double pct)
-{
-	uint64_t want = (uint64_t)((double)total * pct / 100.0), seen = 0;
-	if (want == 0)
-		want = 1;
-	for (unsigned b = 0; b < BENCH_HIST_BUCKETS; b++) {
-		seen += h[b];
-		if (seen >= want)
-			return (double)hist_upper(b) / (double)NS_PER_MS;
-	}
-	return 0;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -365,7 +330,7 @@ static int on_reply(struct sender *s, const uint8_t *p, uint32_t status, uint32_
 	atomic_store_explicit(&s->acks, atomic_load_explicit(&s->acks, memory_order_relaxed) + 1,
 			      memory_order_relaxed);
 	if (phase == PHASE_MEASURE)
-		s->hist[hist_bucket(lat)]++;
+		ch_hist_record(&s->hist, lat);
 	return 1;
 }
 
@@ -427,27 +392,6 @@ struct snapshot {
 	double self_cpu;	/* s, this process (the senders) */
 };
 
-/* utime + stime of pid in seconds, from /proc/PID/stat; -1 if unreadable. */
-static double proc_cpu_s(pid_t pid)
-{
-	char path[64], buf[1024];
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	FILE *f = fopen(path, "re");
-	if (!f)
-		return -1;
-	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	/* Fields after the command name, which may hold spaces: state is
-	 * field 3, utime 14, stime 15. */
-	char *p = strrchr(buf, ')');
-	unsigned long long ut = 0, st = 0;
-	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
-			 &ut, &st) != 2)
-		return -1;
-	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-}
-
 static double self_cpu_s(void)
 {
 	struct rusage ru;
@@ -468,7 +412,8 @@ static void take_snapshot(struct snapshot *sn, const struct ch_stats *js, pid_t 
 	sn->batches = CH_STAT_GET(js, journal_batches);
 	sn->bytes = CH_STAT_GET(js, journal_bytes);
 	sn->fsync_us = CH_STAT_GET(js, journal_fsync_us);
-	sn->journal_cpu = proc_cpu_s(journal);
+	int pid = (int)journal;
+	sn->journal_cpu = ch_bench_proc_cpu(&pid, 1);
 	sn->self_cpu = self_cpu_s();
 }
 
@@ -693,6 +638,10 @@ static int make_senders(const struct bench_opts *o, const struct ch_shm *shm,
 			size <<= 1;
 		s->mask = size - 1;
 		s->pending = calloc(size, sizeof(*s->pending));
+		if (ch_hist_init(&s->hist) < 0) {
+			free(s->pending);
+			s->pending = NULL;
+		}
 		if (!s->pending)
 			return -1;
 		s->content = content;
@@ -746,20 +695,19 @@ static int run_load(const struct bench_opts *o, struct sender *snd, const struct
 }
 
 static void report(const struct bench_opts *o, const char *fs, const char *dir,
-		   const struct snapshot *a, const struct snapshot *b, const uint64_t *hist,
+		   const struct snapshot *a, const struct snapshot *b, const struct ch_hist *hist,
 		   uint64_t errors)
 {
 	double secs = (double)(b->ns - a->ns) / 1e9;
-	uint64_t acks = b->acks - a->acks, lat_n = 0;
+	uint64_t acks = b->acks - a->acks, lat_n = hist->count;
 	uint64_t fsyncs = b->fsyncs - a->fsyncs, appends = b->appends - a->appends;
 	uint64_t batches = b->batches - a->batches;
 	double jcpu = b->journal_cpu - a->journal_cpu, scpu = b->self_cpu - a->self_cpu;
 	double rate = (double)acks / secs;
 	const char *ack = o->ack == CH_ACK_FSYNC ? "fsync" : "write";
 
-	for (unsigned i = 0; i < BENCH_HIST_BUCKETS; i++)
-		lat_n += hist[i];
-	double p50 = hist_pct_ms(hist, lat_n, 50), p99 = hist_pct_ms(hist, lat_n, 99);
+	double p50 = (double)ch_hist_percentile(hist, 50) / (double)NS_PER_MS;
+	double p99 = (double)ch_hist_percentile(hist, 99) / (double)NS_PER_MS;
 	double per_fsync = fsyncs ? (double)appends / (double)fsyncs : 0;
 
 	printf("append_bench: ack = %s, %d senders over %d workers (one send in flight each), "
@@ -795,12 +743,14 @@ static int bench_run(const struct bench_opts *o, struct sender *snd, pid_t journ
 		     const struct ch_stats *js, const char *fs, const char *dir,
 		     int *journal_died)
 {
-	static uint64_t hist[BENCH_HIST_BUCKETS];
+	struct ch_hist hist;
 	struct snapshot a = { 0 }, b = { 0 };
 	uint64_t errors = 0, acked = 0, max_seq = 0;
 
-	if (setup_state(&snd[0], snd, o->workers) < 0)
+	if (ch_hist_init(&hist) < 0 || setup_state(&snd[0], snd, o->workers) < 0) {
+		ch_hist_free(&hist);
 		return -1;
+	}
 	int rc = run_load(o, snd, js, journal, &a, &b, journal_died);
 	for (int i = 0; i < o->workers; i++) {
 		errors += snd[i].errors;
@@ -810,27 +760,29 @@ static int bench_run(const struct bench_opts *o, struct sender *snd, pid_t journ
 		if (snd[i].errors)
 			fprintf(stderr, "append_bench: %" PRIu64 " errors on worker %d; first: %s\n",
 				snd[i].errors, i, snd[i].first_error);
-		for (unsigned k = 0; k < BENCH_HIST_BUCKETS; k++)
-			hist[k] += snd[i].hist[k];
+		ch_hist_merge(&hist, &snd[i].hist);
 	}
 	/* Every send was answered (or counted as an error), so the room holds
 	 * at least the acked ones; more only if a send failed after storing. */
 	int64_t stored = *journal_died ? -1 : room_last_seq(&snd[0]);
 	int consistent = stored >= 0 && acked <= (uint64_t)stored && max_seq <= (uint64_t)stored;
 	if (rc == 0 && b.ns)
-		report(o, fs, dir, &a, &b, hist, errors);
+		report(o, fs, dir, &a, &b, &hist, errors);
 	printf("stored check:        %" PRIu64 " sends acked in all (warm-up included), room "
 	       "last seq %" PRId64 ", largest seq acked %" PRIu64 ": %s\n", acked, stored, max_seq,
 	       !consistent ? "MISMATCH" : acked == (uint64_t)stored ?
 	       "ok, every stored send was acked" : "ok");
 	printf("errors:              %" PRIu64 "\n", errors);
+	ch_hist_free(&hist);
 	return rc == 0 && errors == 0 && consistent ? 0 : -1;
 }
 
 static void free_senders(struct sender *snd, int n)
 {
-	for (int i = 0; snd && i < n; i++)
+	for (int i = 0; snd && i < n; i++) {
 		free(snd[i].pending);
+		ch_hist_free(&snd[i].hist);
+	}
 	free(snd);
 }
 
