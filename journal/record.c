@@ -139,6 +139,8 @@ enum ch_record_status ch_record_check_header(const void *buf, size_t avail,
 	return CH_REC_OK;
 }
 
+static void fill_fields(const uint8_t *b, struct ch_record *out);
+
 enum ch_record_status ch_record_decode(const void *buf, size_t avail,
 				       uint64_t expect_pos, struct ch_record *out)
 {
@@ -155,6 +157,23 @@ enum ch_record_status ch_record_decode(const void *buf, size_t avail,
 		if (b[i] != 0)
 			return CH_REC_BAD_PADDING;
 	}
+	fill_fields(b, out);
+	return CH_REC_OK;
+}
+
+enum ch_record_status ch_record_decode_checked(const void *buf, size_t avail,
+					       uint64_t expect_pos, struct ch_record *out)
+{
+	enum ch_record_status st = ch_record_check_header(buf, avail, expect_pos, out);
+
+	if (st == CH_REC_OK)
+		fill_fields(buf, out);
+	return st;
+}
+
+/* The fields past the framing, once the record is known good. */
+static void fill_fields(const uint8_t *b, struct ch_record *out)
+{
 	out->type = get16(b + OFF_TYPE);
 	out->flags = get16(b + OFF_FLAGS);
 	out->epoch = get32(b + OFF_EPOCH);
@@ -164,7 +183,6 @@ enum ch_record_status ch_record_decode(const void *buf, size_t avail,
 	out->ts_ms = get64(b + OFF_TS);
 	out->payload = b + CH_RECORD_HDR_SIZE;
 	out->raw = b;
-	return CH_REC_OK;
 }
 
 /* ---- payload codec ---------------------------------------------------- */

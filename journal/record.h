@@ -147,6 +147,14 @@ enum ch_record_status ch_record_decode(const void *buf, size_t avail,
 				       uint64_t expect_pos, struct ch_record *out);
 
 /*
+ * ch_record_decode() for bytes that already passed it in this process
+ * (e.g. a replicated batch checked whole before it was appended): the
+ * framing and pos are checked again, the CRC and padding are not.
+ */
+enum ch_record_status ch_record_decode_checked(const void *buf, size_t avail,
+					       uint64_t expect_pos, struct ch_record *out);
+
+/*
  * The same checks as ch_record_decode() minus the CRC and the padding:
  * framing (len, payload_len) and pos. Fills out->len, payload_len and pos.
  * For checking a batch's framing cheaply (the writer does, before it

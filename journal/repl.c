@@ -286,8 +286,7 @@ void ch_repl_conn_close(struct ch_repl *r, struct ch_repl_conn *c, const char *w
 	if (r->role == CH_ROLE_STANDBY) {
 		CH_STAT_SET(r->stats, repl_connected, 0);
 		r->next_connect_ms = monotonic_ms() + r->backoff_ms;
-		r->backoff_ms = r->backoff_ms * 2 > CH_REPL_BACKOFF_MAX_MS ?
-				CH_REPL_BACKOFF_MAX_MS : r->backoff_ms * 2;
+		backoff_grow(r);
 	}
 }
 
@@ -530,18 +529,19 @@ static int conn_timers(struct ch_repl *r, struct ch_repl_conn *c, uint64_t now)
 		ch_repl_conn_close(r, c, "the handshake did not complete in time");
 		return 0;
 	}
-	if (c->kind == CH_REPL_CONN_ACCEPTED && c->state == CH_REPL_CONN_STREAM &&
-	    now - c->last_tx_ms >= CH_REPL_HEARTBEAT_MS && conn_pending(c) == 0) {
+	if (c->state != CH_REPL_CONN_STREAM || now - c->last_tx_ms < CH_REPL_HEARTBEAT_MS ||
+	    conn_pending(c) > 0)
+		return 0;
+	/* Quiet for a heartbeat: the primary sends an empty RECORDS, the
+	 * standby an ACK. */
+	if (c->kind == CH_REPL_CONN_ACCEPTED) {
 		ch_repl_put_records_head(&c->out, ch_repl_stream_limit(r), realtime_ms(), 0);
-		ch_repl_conn_flush(r, c);
-	}
-	if (c->kind == CH_REPL_CONN_FOLLOW && c->state == CH_REPL_CONN_STREAM &&
-	    now - c->last_tx_ms >= CH_REPL_HEARTBEAT_MS && conn_pending(c) == 0) {
+	} else {
 		c->need_ack = 1;
 		if (ch_repl_standby_ack(r, c) < 0)
 			return -1;
-		ch_repl_conn_flush(r, c);
 	}
+	ch_repl_conn_flush(r, c);
 	return 0;
 }
 
@@ -614,22 +614,17 @@ static int wait_fd(int fd, short ev, uint64_t deadline)
  */
 static int probe_peer(struct ch_repl *r, uint32_t *peer_epoch)
 {
-	const struct ch_listen_addr *a = &r->primary;
 	struct ch_repl_conn *c = &r->conns[0];
 	uint64_t deadline = monotonic_ms() + CH_REPL_PROBE_MS;
 	int newer = 0;
 
-	if (!a->addrlen)
+	/* The same non-blocking connect as the periodic probe's (probe_start);
+	 * here we wait for it ourselves (POLLOUT below), not in the journal's
+	 * poll. */
+	ch_repl_dial(r, c, 1);
+	if (c->fd < 0)
 		return 0;
-	int fd = socket(a->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return 0;
-	if (connect(fd, (const struct sockaddr *)&a->addr, a->addrlen) < 0 && errno != EINPROGRESS) {
-		close(fd);
-		return 0;
-	}
-	ch_repl_conn_init(c, fd, CH_REPL_CONN_FOLLOW, CH_REPL_CONN_HANDSHAKE);
-	c->quiet = 1;
+	c->state = CH_REPL_CONN_HANDSHAKE;
 	ch_repl_queue_hello(r, c, CH_ROLE_PRIMARY);
 	while (c->fd >= 0 && !(c->got_hello && c->authed)) {
 		if (conn_pending(c) && wait_fd(c->fd, POLLOUT, deadline) && ch_repl_conn_flush(r, c) < 0)
@@ -672,7 +667,8 @@ static int probe_peer(struct ch_repl *r, uint32_t *peer_epoch)
 	return newer;
 }
 
-/* A running primary learned of a newer one: step down and follow it. */
+/* A primary learned of a newer one (at start or while running): step
+ * down and follow it. */
 int ch_repl_demote(struct ch_repl *r, uint32_t peer_epoch)
 {
 	ch_warn("replication: fencing: the peer %s is primary at epoch %u, newer than this "
@@ -701,17 +697,12 @@ int ch_repl_start(struct ch_repl *r, struct ch_log_writer **log)
 
 	r->log = log;
 	r->backoff_ms = CH_REPL_BACKOFF_MIN_MS;
-	if (r->role == CH_ROLE_PRIMARY && r->cfg->repl_primary[0] && probe_peer(r, &peer_epoch)) {
-		ch_warn("replication: fencing: the peer %s is primary at epoch %u, newer than "
-			"this node's %u; this node rejoins as its standby and drops what the "
-			"new primary never had", r->cfg->repl_primary, peer_epoch, r->epoch);
-		if (write_role_file(r, CH_ROLE_STANDBY) < 0)
-			return -1;
-		r->role = CH_ROLE_STANDBY;
-	}
+	/* Nothing is attached or held yet: demoting is writing ROLE. */
+	if (r->role == CH_ROLE_PRIMARY && r->cfg->repl_primary[0] && probe_peer(r, &peer_epoch) &&
+	    ch_repl_demote(r, peer_epoch) < 0)
+		return -1;
 	r->next_connect_ms = monotonic_ms();
 	r->next_probe_ms = monotonic_ms() + CH_REPL_PROBE_EVERY_MS;
-	r->backoff_ms = CH_REPL_BACKOFF_MIN_MS;
 	set_role_stats(r);
 	CH_STAT_SET(r->stats, repl_sent_pos, log_end(r));
 	if (r->role == CH_ROLE_PRIMARY)

@@ -183,6 +183,14 @@ static inline size_t conn_pending(const struct ch_repl_conn *c)
 	return c->out.len - c->out_off;
 }
 
+/* Standby: a failed connect or a lost primary waits twice as long next
+ * time, up to CH_REPL_BACKOFF_MAX_MS (START resets it). */
+static inline void backoff_grow(struct ch_repl *r)
+{
+	r->backoff_ms = r->backoff_ms * 2 > CH_REPL_BACKOFF_MAX_MS ?
+			CH_REPL_BACKOFF_MAX_MS : r->backoff_ms * 2;
+}
+
 /* ---------------------------------------------------------------------- */
 /* repl.c: connection slots, sockets, epochs, fencing                     */
 
@@ -203,7 +211,8 @@ void ch_repl_tune_socket(int fd);
 /* Where the log stops being epoch e's: the start of the first later
  * epoch, or the end. */
 uint64_t ch_repl_end_of_epoch(const struct ch_repl *r, uint32_t e);
-/* A running primary learned of a newer one: step down and follow it.
+/* A primary learned of a newer one (the probe at start or a later one):
+ * step down and follow it.
  * 0, or -1 when the ROLE file could not be written (fatal). */
 int ch_repl_demote(struct ch_repl *r, uint32_t peer_epoch);
 

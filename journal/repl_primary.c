@@ -261,6 +261,15 @@ int ch_repl_stream_fill(struct ch_repl *r, struct ch_repl_conn *c)
 	return 0;
 }
 
+/* How far the standby's durable end trails the log, after either moved. */
+static void lag_stats(struct ch_repl *r)
+{
+	uint64_t end = log_end(r);
+
+	CH_STAT_SET(r->stats, repl_lag_bytes, end > r->acked ? end - r->acked : 0);
+	CH_STAT_SET(r->stats, repl_lag_records, r->recs_total - r->recs_acked);
+}
+
 void ch_repl_appended(struct ch_repl *r, uint32_t n)
 {
 	uint64_t now = monotonic_ms();
@@ -273,9 +282,7 @@ void ch_repl_appended(struct ch_repl *r, uint32_t n)
 		r->lag_head++;	/* no standby for a long while: forget the oldest */
 	r->lag[r->lag_tail++ % CH_REPL_LAG_RING] =
 		(struct ch_repl_lag){ log_end(r), r->recs_total, now };
-	uint64_t end = log_end(r);
-	CH_STAT_SET(r->stats, repl_lag_bytes, end > r->acked ? end - r->acked : 0);
-	CH_STAT_SET(r->stats, repl_lag_records, r->recs_total - r->recs_acked);
+	lag_stats(r);
 	if (r->standby >= 0) {
 		struct ch_repl_conn *c = &r->conns[r->standby];
 		if (ch_repl_stream_fill(r, c) == 0)
@@ -285,6 +292,12 @@ void ch_repl_appended(struct ch_repl *r, uint32_t n)
 
 /* ---------------------------------------------------------------------- */
 /* ack = replica: held replies, ACKs, lag                                 */
+
+/* Bytes after a held reply of len bytes, so the next entry is aligned. */
+static size_t held_pad(size_t len)
+{
+	return (8 - len % 8) % 8;
+}
 
 /* The reply a held one becomes when the standby does not confirm it: its
  * status changes, its request id stays, so the worker matches it. */
@@ -312,7 +325,7 @@ void ch_repl_hold(struct ch_repl *r, int w, const void *bytes, size_t len, uint6
 	 * request id (journal/proto.h); one too short to carry it keeps 0. */
 	if (len >= HELD_FRAME_HDR + sizeof(h.req_id))
 		memcpy(&h.req_id, (const uint8_t *)bytes + HELD_FRAME_HDR, sizeof(h.req_id));
-	size_t pad = (8 - len % 8) % 8;
+	size_t pad = held_pad(len);
 	/* Room for the whole entry first, so a failure leaves no half of one. */
 	if (ch_buf_reserve(&r->held, sizeof(h) + len + pad) < 0) {
 		/* Never a silent ack: without memory to hold it, answer now
@@ -343,7 +356,7 @@ void ch_repl_release_held(struct ch_repl *r, uint64_t now)
 		} else {
 			break;
 		}
-		r->held_off += sizeof(h) + h.len + (8 - h.len % 8) % 8;
+		r->held_off += sizeof(h) + h.len + held_pad(h.len);
 		r->queued = 1;
 	}
 	if (r->held_off == r->held.len) {
@@ -388,10 +401,8 @@ static void account_ack(struct ch_repl *r, uint64_t now)
 		r->lag_head++;
 	}
 	update_p99(r, now);
-	uint64_t end = log_end(r);
 	CH_STAT_SET(r->stats, repl_acked_pos, r->acked);
-	CH_STAT_SET(r->stats, repl_lag_bytes, end > r->acked ? end - r->acked : 0);
-	CH_STAT_SET(r->stats, repl_lag_records, r->recs_total - r->recs_acked);
+	lag_stats(r);
 }
 
 /* ACK from the streaming standby: what it holds durably releases the
@@ -404,8 +415,9 @@ int ch_repl_on_ack(struct ch_repl *r, struct ch_repl_conn *c, const struct ch_re
 		ch_repl_conn_refuse(r, c, "ACK malformed or past what was sent");
 		return 0;
 	}
+	uint64_t now = monotonic_ms();
 	r->acked = durable;
-	ch_repl_release_held(r, monotonic_ms());
-	account_ack(r, monotonic_ms());
+	ch_repl_release_held(r, now);
+	account_ack(r, now);
 	return 0;
 }

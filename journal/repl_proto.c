@@ -17,20 +17,6 @@
 #define REPL_MAC_LABEL "chatd replication v1"
 
 /* The wire is little-endian throughout, as the payload codec. */
-static void put_le64(uint8_t *p, uint64_t v)
-{
-	v = htole64(v);
-	memcpy(p, &v, 8);
-}
-
-static uint64_t get_le64(const uint8_t *p)
-{
-	uint64_t v;
-
-	memcpy(&v, p, 8);
-	return le64toh(v);
-}
-
 static void put_header(uint8_t *p, uint32_t body_len, uint16_t type)
 {
 	uint32_t len_le = htole32(body_len);
@@ -113,37 +99,41 @@ void ch_repl_put_auth(struct ch_buf *out, const uint8_t mac[CH_REPL_MAC_SIZE])
 	put_small(out, CH_REPL_AUTH, REPL_SMALL_BODY, fill_auth, mac);
 }
 
-struct two_u64 {
-	uint64_t a, b;
-	uint32_t c;
+struct start_body {
+	uint64_t from;
+	uint32_t epoch;
 };
 
 static void fill_start(struct ch_payload_writer *w, const void *arg)
 {
-	const struct two_u64 *v = arg;
+	const struct start_body *v = arg;
 
-	ch_payload_put_u64(w, v->a);
-	ch_payload_put_u32(w, v->c);
+	ch_payload_put_u64(w, v->from);
+	ch_payload_put_u32(w, v->epoch);
 }
 
 void ch_repl_put_start(struct ch_buf *out, uint64_t from, uint32_t epoch)
 {
-	struct two_u64 v = { .a = from, .c = epoch };
+	struct start_body v = { .from = from, .epoch = epoch };
 
 	put_small(out, CH_REPL_START, REPL_SMALL_BODY, fill_start, &v);
 }
 
+struct ack_body {
+	uint64_t received, durable;
+};
+
 static void fill_ack(struct ch_payload_writer *w, const void *arg)
 {
-	const struct two_u64 *v = arg;
+	const struct ack_body *v = arg;
 
-	ch_payload_put_u64(w, v->a);
-	ch_payload_put_u64(w, v->b);
+	ch_payload_put_u64(w, v->received);
+	ch_payload_put_u64(w, v->durable);
 }
 
 void ch_repl_put_ack(struct ch_buf *out, uint64_t received, uint64_t durable)
 {
-	struct two_u64 v = { .a = received, .b = durable };
+	struct ack_body v = { .received = received, .durable = durable };
 
 	put_small(out, CH_REPL_ACK, REPL_SMALL_BODY, fill_ack, &v);
 }
@@ -165,10 +155,12 @@ void ch_repl_put_records_head(struct ch_buf *out, uint64_t end, uint64_t ms,
 			      size_t records_len)
 {
 	uint8_t head[CH_REPL_HDR_SIZE + CH_REPL_RECORDS_HDR];
+	struct ch_payload_writer w;
 
 	put_header(head, (uint32_t)(CH_REPL_RECORDS_HDR + records_len), CH_REPL_RECORDS);
-	put_le64(head + CH_REPL_HDR_SIZE, end);
-	put_le64(head + CH_REPL_HDR_SIZE + 8, ms);
+	ch_payload_writer_init(&w, head + CH_REPL_HDR_SIZE, CH_REPL_RECORDS_HDR);
+	ch_payload_put_u64(&w, end);
+	ch_payload_put_u64(&w, ms);	/* exactly fills head: cannot fail */
 	ch_buf_append(out, head, sizeof(head));
 }
 
@@ -270,12 +262,17 @@ int ch_repl_get_error(const struct ch_repl_msg *m, char *reason, size_t cap)
 int ch_repl_get_records(const struct ch_repl_msg *m, uint64_t *end, uint64_t *ms,
 			const uint8_t **recs, size_t *len)
 {
-	if (m->type != CH_REPL_RECORDS || m->len < CH_REPL_RECORDS_HDR)
+	struct ch_payload_reader r;
+
+	if (reader_for(m, CH_REPL_RECORDS, &r) < 0)
 		return -EBADMSG;
-	*end = get_le64(m->body);
-	*ms = get_le64(m->body + 8);
-	*recs = m->body + CH_REPL_RECORDS_HDR;
-	*len = m->len - CH_REPL_RECORDS_HDR;
+	*end = ch_payload_get_u64(&r);
+	*ms = ch_payload_get_u64(&r);
+	if (r.failed)
+		return -EBADMSG;
+	/* The rest is records as they lie in the log, not payload fields. */
+	*recs = m->body + r.off;
+	*len = m->len - r.off;
 	return 0;
 }
 

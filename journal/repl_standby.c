@@ -45,8 +45,7 @@ void ch_repl_dial(struct ch_repl *r, struct ch_repl_conn *c, int probe)
 		ch_debug("replication: connect %s: %s", r->cfg->repl_primary, strerror(errno));
 		close(fd);
 		if (!probe)
-			r->backoff_ms = r->backoff_ms * 2 > CH_REPL_BACKOFF_MAX_MS ?
-					CH_REPL_BACKOFF_MAX_MS : r->backoff_ms * 2;
+			backoff_grow(r);
 		return;
 	}
 	ch_repl_conn_init(c, fd, CH_REPL_CONN_FOLLOW, CH_REPL_CONN_CONNECTING);
@@ -224,7 +223,8 @@ int ch_repl_on_records(struct ch_repl *r, struct ch_repl_conn *c, const struct c
 	}
 	for (size_t off = 0; off < len;) {
 		struct ch_record rec;
-		ch_record_decode(p + off, len - off, start + off, &rec);
+		/* check_records() verified every CRC already. */
+		ch_record_decode_checked(p + off, len - off, start + off, &rec);
 		ch_repl_observe(r, &rec);
 		if (r->host.apply(r->host.arg, &rec) != 0)
 			return -1;

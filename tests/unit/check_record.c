@@ -296,6 +296,31 @@ START_TEST(test_check_header_skips_crc)
 }
 END_TEST
 
+/* decode_checked gives what decode gives, without computing the CRC. */
+START_TEST(test_decode_checked)
+{
+	struct ch_record a, b;
+	size_t len = encode_n(16, 33);
+
+	ck_assert_int_eq(ch_record_decode(buf, len, 16, &a), CH_REC_OK);
+	ck_assert_int_eq(ch_record_decode_checked(buf, len, 16, &b), CH_REC_OK);
+	ck_assert_uint_eq(a.len, b.len);
+	ck_assert_uint_eq(a.pos, b.pos);
+	ck_assert_uint_eq(a.type, b.type);
+	ck_assert_uint_eq(a.epoch, b.epoch);
+	ck_assert_uint_eq(a.room, b.room);
+	ck_assert_uint_eq(a.author, b.author);
+	ck_assert_uint_eq(a.room_seq, b.room_seq);
+	ck_assert_uint_eq(a.ts_ms, b.ts_ms);
+	ck_assert_ptr_eq(a.payload, b.payload);
+	ck_assert_uint_eq(a.payload_len, b.payload_len);
+	ck_assert_int_eq(ch_record_decode_checked(buf, len, 24, &b), CH_REC_BAD_POS);
+	buf[60] ^= 1;
+	ck_assert_int_eq(ch_record_decode(buf, len, 16, &a), CH_REC_BAD_CRC);
+	ck_assert_int_eq(ch_record_decode_checked(buf, len, 16, &b), CH_REC_OK);
+}
+END_TEST
+
 START_TEST(test_size_limits)
 {
 	uint8_t *big = malloc(CH_RECORD_MAX + 64);
@@ -452,6 +477,7 @@ static Suite *record_suite(void)
 	TCase *tc = tcase_create("core");
 
 	tcase_add_test(tc, test_round_trip_every_type);
+	tcase_add_test(tc, test_decode_checked);
 	tcase_add_test(tc, test_layout_is_little_endian);
 	tcase_add_test(tc, test_padding_zero_and_in_place);
 	tcase_add_test(tc, test_every_bit_flip_refused);
