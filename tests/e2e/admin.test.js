@@ -11,7 +11,7 @@ const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const path = require('node:path');
 const { spawnSync } = require('node:child_process');
-const { startChatd, sleep } = require('./lib/chatd');
+const { startChatd, sleep, waitFor } = require('./lib/chatd');
 const { Api } = require('./lib/api');
 const { WsClient } = require('./lib/wsclient');
 
@@ -42,15 +42,6 @@ function fields(text) {
   return o;
 }
 
-async function waitFor(pred, what, ms = 10000) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await pred();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
 
 function setConf(srv, lines) {
   const base = fs.readFileSync(srv.confPath, 'utf8').split('\n')

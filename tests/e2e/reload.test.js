@@ -27,7 +27,7 @@ const os = require('node:os');
 const path = require('node:path');
 const net = require('node:net');
 const { spawn, spawnSync } = require('node:child_process');
-const { startChatd, sleep, children } = require('./lib/chatd');
+const { startChatd, sleep, children, waitFor: pollFor } = require('./lib/chatd');
 const { Api } = require('./lib/api');
 const { WsClient } = require('./lib/wsclient');
 
@@ -75,15 +75,7 @@ function setWorkers(srv, n) {
   fs.writeFileSync(srv.confPath, text);
 }
 
-async function waitFor(pred, what, ms = 10000) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await pred();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
+const waitFor = (pred, what, ms = 10000) => pollFor(pred, what, ms, 20);
 
 test('systemd: READY once workers accept, RELOADING/READY, WATCHDOG, STOPPING', async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'chatd-notify-'));

@@ -22,7 +22,7 @@ const { spawnSync } = require('node:child_process');
 const os = require('node:os');
 const path = require('node:path');
 const WebSocket = require('ws');
-const { startChatd, children, freePort, sleep } = require('./lib/chatd');
+const { startChatd, children, freePort, sleep, waitFor } = require('./lib/chatd');
 const { Api, restartOn } = require('./lib/api');
 const { WsClient } = require('./lib/wsclient');
 
@@ -127,15 +127,7 @@ async function metrics(port, host = '127.0.0.1') {
   return out;
 }
 
-async function waitUntil(what, fn, timeout = 20000) {
-  const deadline = Date.now() + timeout;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
+const waitUntil = (what, fn, timeout = 20000) => waitFor(fn, what, timeout);
 
 // The whole log of a node: its segment files in order, concatenated.
 function logBytes(srv) {

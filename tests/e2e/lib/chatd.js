@@ -155,4 +155,16 @@ async function startChatd(opts = {}) {
   return srv;
 }
 
-module.exports = { startChatd, raw, parseResponses, curl, children, freePort, sleep, CHATD, ROOT };
+// Polls pred every `every` ms until it returns something truthy, which it
+// returns; throws "timed out waiting for <what>" after ms.
+async function waitFor(pred, what, ms = 10000, every = 50) {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await pred();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(every);
+  }
+}
+
+module.exports = { startChatd, raw, parseResponses, curl, children, freePort, sleep, waitFor, CHATD, ROOT };
