@@ -768,6 +768,24 @@ static int ch_admin_do_top(struct ch_master *m, struct admin_client *c, int argc
 	return ask_workers(m, c, CH_CTL_ROOMS, NULL, 0, top_done);
 }
 
+/* A whole answer of one number. */
+static int answer_u64(struct admin_client *c, const char *key, uint64_t v)
+{
+	answer_begin(c);
+	put_u64(&c->out, key, v);
+	answer_end(c);
+	return ADM_DONE;
+}
+
+/* Commands of exactly one argument: 1 if argv[1] is it, else the usage. */
+static int one_arg(struct admin_client *c, int argc, const char *usage)
+{
+	if (argc == 2)
+		return 1;
+	answer_error(c, "usage: %s", usage);
+	return 0;
+}
+
 static int kick_done(struct ch_master *m, struct admin_client *c, int timed_out)
 {
 	const cJSON *a;
@@ -804,28 +822,22 @@ static int rm_done(struct ch_master *m, struct admin_client *c, int timed_out)
 	} else if (!cJSON_IsTrue(cJSON_GetObjectItem(data, "removed"))) {
 		answer_error(c, "rm: no such file");
 	} else {
-		answer_begin(c);
-		put_u64(&c->out, "removed", 1);
-		answer_end(c);
+		return answer_u64(c, "removed", 1);
 	}
 	return ADM_DONE;
 }
 
 static int ch_admin_do_rm(struct ch_master *m, struct admin_client *c, int argc, char **argv)
 {
-	if (argc != 2) {
-		answer_error(c, "usage: rm FILE_ID");
+	if (!one_arg(c, argc, "rm FILE_ID"))
 		return ADM_DONE;
-	}
 	return ask_some(m, c, CH_CTL_RMFILE, argv[1], strlen(argv[1]), rm_done, 1);
 }
 
 static int ch_admin_do_kick(struct ch_master *m, struct admin_client *c, int argc, char **argv)
 {
-	if (argc != 2) {
-		answer_error(c, "usage: kick USER");
+	if (!one_arg(c, argc, "kick USER"))
 		return ADM_DONE;
-	}
 	return ask_workers(m, c, CH_CTL_KICK, argv[1], strlen(argv[1]), kick_done);
 }
 
@@ -836,10 +848,7 @@ static int reopen_done(struct ch_master *m, struct admin_client *c, int timed_ou
 		answer_error(c, "reopen: some workers did not answer");
 		return ADM_DONE;
 	}
-	answer_begin(c);
-	put_u64(&c->out, "workers", (uint64_t)cJSON_GetArraySize(c->answers));
-	answer_end(c);
-	return ADM_DONE;
+	return answer_u64(c, "workers", (uint64_t)cJSON_GetArraySize(c->answers));
 }
 
 static int ch_admin_do_reopen(struct ch_master *m, struct admin_client *c, int argc, char **argv)
