@@ -301,16 +301,12 @@ static int allowed(struct ch_worker *w, struct ch_req *r, const char *id)
 
 	if (ch_http_query_param(r->http.query, "sig", &sig) &&
 	    ch_http_query_param(r->http.query, "expires", &exp)) {
-		int64_t e = 0;
-		if (exp.len == 0 || exp.len > 18)
+		const char *p = exp.p, *end = exp.p + exp.len;
+		uint64_t e;
+		if (parse_u64(&p, end, &e) < 0 || p != end || e > INT64_MAX)
 			return 0;
-		for (size_t i = 0; i < exp.len; i++) {
-			if (exp.p[i] < '0' || exp.p[i] > '9')
-				return 0;
-			e = e * 10 + (exp.p[i] - '0');
-		}
 		struct ch_uploads *u = w->uploads;
-		return ch_store_check_sig(u->key, sizeof(u->key), id, e, sig.p, sig.len,
+		return ch_store_check_sig(u->key, sizeof(u->key), id, (int64_t)e, sig.p, sig.len,
 					  (int64_t)time(NULL));
 	}
 	return ch_api_request_user(w, r, 0, user, sizeof(user)) == CH_TOKEN_OK;
@@ -318,12 +314,9 @@ static int allowed(struct ch_worker *w, struct ch_req *r, const char *id)
 
 static void redirect_s3(struct ch_worker *w, struct ch_conn *c, const char *id)
 {
-	struct ch_uploads *u = w->uploads;
 	char url[CH_STORE_URL_MAX], extra[CH_STORE_URL_MAX + 64];
-	int64_t expires = (int64_t)time(NULL) + (int64_t)(w->cfg->upload_url_expiry_ms / 1000);
 
-	if (ch_store_url(u->store, id, expires, u->key, sizeof(u->key), url, sizeof(url)) < 0 ||
-	    strpbrk(url, "\r\n")) {
+	if (ch_upload_url(w, id, url, sizeof(url)) < 0 || strpbrk(url, "\r\n")) {
 		ch_respond_error(w, c, 500, "internal", "could not make the file's URL");
 		return;
 	}

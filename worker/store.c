@@ -30,7 +30,6 @@
 #define CH_STORE_SPOOL_SUFFIX ".part"
 
 struct ch_store {
-	const struct ch_config *cfg;
 	char dir[CH_PATH_MAX + 8];
 	char tmp[CH_PATH_MAX + 16];
 	struct ch_store_s3 *s3;		/* NULL for the local backend */
@@ -44,7 +43,7 @@ struct ch_store_upload {
 	char path[CH_PATH_MAX + 64];
 };
 
-static void set_err(struct ch_store_err *err, int status, const char *code, const char *msg)
+void ch_store_set_err(struct ch_store_err *err, int status, const char *code, const char *msg)
 {
 	err->status = status;
 	snprintf(err->code, sizeof(err->code), "%s", code);
@@ -69,7 +68,6 @@ struct ch_store *ch_store_open(const struct ch_config *cfg)
 
 	if (!s)
 		return NULL;
-	s->cfg = cfg;
 	if (cfg->upload_dir[0])
 		snprintf(s->dir, sizeof(s->dir), "%s", cfg->upload_dir);
 	else
@@ -104,14 +102,25 @@ int ch_store_is_s3(const struct ch_store *s)
 /* ---------------------------------------------------------------------- */
 /* The spool                                                              */
 
+/* p[0..n) as 2n lowercase hex digits and a NUL into out. */
+static void hex(const unsigned char *p, size_t n, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = digits[p[i] >> 4];
+		out[2 * i + 1] = digits[p[i] & 0xf];
+	}
+	out[2 * n] = '\0';
+}
+
 static int random_hex(char *out, size_t bytes)
 {
 	unsigned char r[CH_STORE_ID_RAND_BYTES];
 
 	if (bytes > sizeof(r) || getrandom(r, bytes, 0) != (ssize_t)bytes)
 		return -1;
-	for (size_t i = 0; i < bytes; i++)
-		snprintf(out + 2 * i, 3, "%02x", r[i]);
+	hex(r, bytes, out);
 	return 0;
 }
 
@@ -124,7 +133,8 @@ struct ch_store_upload *ch_store_begin(struct ch_store *s, struct ch_store_err *
 		goto fail;
 	u->s = s;
 	snprintf(u->path, sizeof(u->path), "%s/%s" CH_STORE_SPOOL_SUFFIX, s->tmp, name);
-	u->fd = open(u->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, CH_STORE_FILE_MODE);
+	/* Read-write: the S3 backend sends the spool from this descriptor. */
+	u->fd = open(u->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, CH_STORE_FILE_MODE);
 	if (u->fd < 0) {
 		ch_err("open %s: %s", u->path, strerror(errno));
 		goto fail;
@@ -139,7 +149,7 @@ struct ch_store_upload *ch_store_begin(struct ch_store *s, struct ch_store_err *
 	return u;
 fail:
 	free(u);
-	set_err(err, 500, "storage_error", "could not start storing the file");
+	ch_store_set_err(err, 500, "storage_error", "could not start storing the file");
 	return NULL;
 }
 
@@ -172,9 +182,9 @@ int ch_store_write(struct ch_store_upload *u, const void *p, size_t n, struct ch
 			continue;
 		if (w < 0) {
 			ch_err("write %s: %s", u->path, strerror(errno));
-			set_err(err, errno == ENOSPC ? 507 : 500, "storage_error",
-				errno == ENOSPC ? "the server is out of disk space"
-						: "could not write the file");
+			ch_store_set_err(err, errno == ENOSPC ? 507 : 500, "storage_error",
+					 errno == ENOSPC ? "the server is out of disk space"
+							 : "could not write the file");
 			return -1;
 		}
 		b += w;
@@ -205,22 +215,20 @@ int ch_store_commit(struct ch_store_upload *u, struct ch_store_meta *meta,
 	int rc = -1;
 
 	EVP_DigestFinal_ex(u->sha, md, &mdlen);
-	for (unsigned i = 0; i < mdlen && i < CH_STORE_SHA_HEX / 2; i++)
-		snprintf(meta->sha256 + 2 * i, 3, "%02x", md[i]);
+	hex(md, mdlen < CH_STORE_SHA_HEX / 2 ? mdlen : CH_STORE_SHA_HEX / 2, meta->sha256);
 	meta->size = u->size;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	meta->created_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-	/* On disk before it is announced: a posted file must survive a crash. */
-	if (fdatasync(u->fd) < 0) {
+	if (u->s->s3) {
+		/* No fdatasync: the spool is thrown away once the service has it. */
+		rc = ch_store_s3_put(u->s->s3, u->fd, meta, err);
+	} else if (fdatasync(u->fd) < 0) {
+		/* On disk before it is announced: a posted file must survive a crash. */
 		ch_err("fdatasync %s: %s", u->path, strerror(errno));
-		set_err(err, 500, "storage_error", "could not write the file");
-		goto out;
-	}
-	if (u->s->s3)
-		rc = ch_store_s3_put(u->s->s3, u->path, meta, err);
-	else
+		ch_store_set_err(err, 500, "storage_error", "could not write the file");
+	} else {
 		rc = ch_store_local_commit(u->s->dir, u->path, meta, err);
-out:
+	}
 	ch_store_abort(u);	/* the spool goes either way (renamed away when local) */
 	return rc;
 }
@@ -367,9 +375,7 @@ void ch_store_sign(const unsigned char *key, size_t keylen, const char *id, int6
 
 	int n = snprintf(msg, sizeof(msg), "%s\n%lld", id, (long long)expires_s);
 	HMAC(EVP_sha256(), key, (int)keylen, (const unsigned char *)msg, (size_t)n, md, &mdlen);
-	for (unsigned i = 0; i < mdlen && i < CH_STORE_SHA_HEX / 2; i++)
-		snprintf(out + 2 * i, 3, "%02x", md[i]);
-	out[CH_STORE_SHA_HEX] = '\0';
+	hex(md, mdlen < CH_STORE_SHA_HEX / 2 ? mdlen : CH_STORE_SHA_HEX / 2, out);
 }
 
 int ch_store_check_sig(const unsigned char *key, size_t keylen, const char *id,

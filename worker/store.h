@@ -52,7 +52,7 @@ struct ch_store_meta {
 
 /* Why a store call failed: the HTTP status, code and message to answer. */
 struct ch_store_err {
-	int status;		/* 500, or 502 for the S3 service */
+	int status;		/* 500; 502 from the S3 service, 507 out of disk */
 	char code[32];
 	char message[256];
 };
@@ -106,6 +106,9 @@ int ch_store_url(struct ch_store *s, const char *id, int64_t expires_s,
 int ch_store_remove(struct ch_store *s, const char *id);
 
 /* ---- helpers shared by the backends, pure, for the tests too ---- */
+
+/* Fill *err (message cut to fit). */
+void ch_store_set_err(struct ch_store_err *err, int status, const char *code, const char *msg);
 
 /* 1 when id has the form of ch_store_make_id's ids. */
 int ch_store_valid_id(const char *id);

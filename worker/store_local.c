@@ -17,13 +17,6 @@
 
 #define CH_STORE_META_MODE 0640
 
-static void set_err(struct ch_store_err *err, const char *msg)
-{
-	err->status = 500;
-	snprintf(err->code, sizeof(err->code), "storage_error");
-	snprintf(err->message, sizeof(err->message), "%s", msg);
-}
-
 int ch_store_meta_encode(const struct ch_store_meta *m, char *out, size_t len)
 {
 	struct ch_buf b;
@@ -116,7 +109,7 @@ int ch_store_local_commit(const char *dir, const char *spool, const struct ch_st
 	int fd = -1;
 
 	if (n < 0 || !ch_store_valid_id(meta->id)) {
-		set_err(err, "bad file metadata");
+		ch_store_set_err(err, 500, "storage_error", "bad file metadata");
 		return -1;
 	}
 	snprintf(path, sizeof(path), "%s/%s", dir, meta->id);
@@ -146,7 +139,7 @@ fail_data:
 	unlink(mtmp);
 	unlink(path);
 fail:
-	set_err(err, "could not store the file");
+	ch_store_set_err(err, 500, "storage_error", "could not store the file");
 	return -1;
 }
 

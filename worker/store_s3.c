@@ -7,7 +7,6 @@
 #include "common/log.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <libs3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,12 +70,12 @@ static const char *s3_code(S3Status status)
 
 static void s3_fail(struct ch_store_err *err, const char *what, const struct s3_call *call)
 {
-	err->status = 502;
-	snprintf(err->code, sizeof(err->code), "storage_error");
-	snprintf(err->message, sizeof(err->message), "S3 %s failed: %s%s%s", what,
-		 s3_code(call->status), call->error[0] ? ": " : "", call->error);
-	ch_err("S3 %s: %s%s%s", what, s3_code(call->status), call->error[0] ? ": " : "",
-	       call->error);
+	char msg[sizeof(err->message)];
+
+	snprintf(msg, sizeof(msg), "S3 %s failed: %s%s%s", what, s3_code(call->status),
+		 call->error[0] ? ": " : "", call->error);
+	ch_store_set_err(err, 502, "storage_error", msg);
+	ch_err("%s", msg);
 }
 
 static int read_secret(const char *path, char *out, size_t len)
@@ -177,19 +176,12 @@ static void put_once(struct ch_store_s3 *s3, const struct ch_store_meta *meta,
 	S3_put_object(&s3->bucket, meta->id, meta->size, &props, NULL, &h, call);
 }
 
-int ch_store_s3_put(struct ch_store_s3 *s3, const char *path, const struct ch_store_meta *meta,
+int ch_store_s3_put(struct ch_store_s3 *s3, int fd, const struct ch_store_meta *meta,
 		    struct ch_store_err *err)
 {
-	struct s3_call call = { .fd = open(path, O_RDONLY | O_CLOEXEC) };
+	struct s3_call call = { .fd = fd };
 	int created = 0;
 
-	if (call.fd < 0) {
-		ch_err("open %s: %s", path, strerror(errno));
-		err->status = 500;
-		snprintf(err->code, sizeof(err->code), "storage_error");
-		snprintf(err->message, sizeof(err->message), "could not read the spooled file");
-		return -1;
-	}
 	for (int tries = 0; tries <= CH_S3_RETRIES; tries++) {
 		put_once(s3, meta, &call);
 		if (call.status == S3StatusErrorNoSuchBucket && s3->cfg->s3_create_bucket &&
@@ -198,7 +190,6 @@ int ch_store_s3_put(struct ch_store_s3 *s3, const char *path, const struct ch_st
 			create_bucket(s3, &mk);
 			created = 1;
 			if (mk.status != S3StatusOK) {
-				close(call.fd);
 				s3_fail(err, "create bucket", &mk);
 				return -1;
 			}
@@ -209,7 +200,6 @@ int ch_store_s3_put(struct ch_store_s3 *s3, const char *path, const struct ch_st
 		    call.read_failed)
 			break;
 	}
-	close(call.fd);
 	if (call.status != S3StatusOK) {
 		s3_fail(err, "put", &call);
 		return -1;

@@ -25,10 +25,11 @@ struct ch_store_s3;
 struct ch_store_s3 *ch_store_s3_open(const struct ch_config *cfg);
 void ch_store_s3_close(struct ch_store_s3 *s3);
 
-/* PUT the file at path as meta->id (creating the bucket first when it is
- * missing and create_bucket is on). 0, or -1 with *err: 502 and the S3
+/* PUT the meta->size bytes of the readable file fd (from its start; fd
+ * stays the caller's) as meta->id, creating the bucket first when it is
+ * missing and create_bucket is on. 0, or -1 with *err: 502 and the S3
  * error code in the message. */
-int ch_store_s3_put(struct ch_store_s3 *s3, const char *path, const struct ch_store_meta *meta,
+int ch_store_s3_put(struct ch_store_s3 *s3, int fd, const struct ch_store_meta *meta,
 		    struct ch_store_err *err);
 
 /* public_url/<id>, or a presigned GET URL valid until expires_s. */

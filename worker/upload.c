@@ -128,10 +128,7 @@ static int submit(struct upload *up, enum job_op op)
 	if (ch_pool_submit(up->w->uploads->pool, &up->job) < 0) {
 		up->busy = 0;
 		up->job_rc = -1;
-		up->err.status = 503;
-		snprintf(up->err.code, sizeof(up->err.code), "busy");
-		snprintf(up->err.message, sizeof(up->err.message),
-			 "the server is busy; retry shortly");
+		ch_store_set_err(&up->err, 503, "busy", "the server is busy; retry shortly");
 		return -1;
 	}
 	return 0;
@@ -151,15 +148,20 @@ static void answer_error(struct ch_worker *w, struct ch_conn *c, struct upload *
 	ch_http_conn_resume(w, c);
 }
 
-static void answer_created(struct ch_worker *w, struct ch_conn *c, struct upload *up)
+int ch_upload_url(struct ch_worker *w, const char *id, char *out, size_t len)
 {
 	struct ch_uploads *u = w->uploads;
-	char url[CH_STORE_URL_MAX];
 	int64_t expires = (int64_t)time(NULL) + (int64_t)(w->cfg->upload_url_expiry_ms / 1000);
+
+	return ch_store_url(u->store, id, expires, u->key, sizeof(u->key), out, len);
+}
+
+static void answer_created(struct ch_worker *w, struct ch_conn *c, struct upload *up)
+{
+	char url[CH_STORE_URL_MAX];
 	struct ch_buf b;
 
-	if (ch_store_url(u->store, up->meta.id, expires, u->key, sizeof(u->key), url,
-			 sizeof(url)) < 0) {
+	if (ch_upload_url(w, up->meta.id, url, sizeof(url)) < 0) {
 		answer_error(w, c, up, 500, "internal", "could not make the file's URL");
 		return;
 	}
@@ -210,8 +212,9 @@ static void job_done(struct ch_job *job)
 		up->su = NULL;
 		return;
 	}
-	if (job->cancelled || up->detached || !c) {
-		/* Nobody waits: drop the spool (off the loop), then ourselves. */
+	if (!c) {
+		/* Nobody waits (cancelled, detached, or the connection is
+		 * gone): drop the spool (off the loop), then ourselves. */
 		if (up->su && !job->cancelled && up->op != JOB_ABORT && submit(up, JOB_ABORT) == 0)
 			return;
 		ch_store_abort(up->su);
@@ -313,14 +316,14 @@ static int sink_data(struct ch_worker *w, struct ch_conn *c, const char *p, size
 	int rc = ch_mp_feed(&up->mp, p, n);
 
 	if (rc != CH_MP_OK) {
-		int status = rc == CH_MP_E_STOPPED ? up->fail_status : rc == CH_MP_E_TOO_LARGE ? 413 : 400;
-		const char *code = rc == CH_MP_E_STOPPED ? up->fail_code
-				   : rc == CH_MP_E_TOO_LARGE ? "too_large" : "bad_request";
-		const char *msg = rc == CH_MP_E_STOPPED ? up->fail_msg
-				  : rc == CH_MP_E_TOO_LARGE ? "a multipart header is over the limit"
-							    : "malformed multipart body";
-		/* up may be freed inside (release): nothing of it after this. */
-		ch_http_body_fail(w, c, status, code, msg);
+		/* The parser's own errors answer like a callback's stop. */
+		if (rc == CH_MP_E_TOO_LARGE)
+			stop(up, 413, "too_large", "a multipart header is over the limit");
+		else if (rc != CH_MP_E_STOPPED)
+			stop(up, 400, "bad_request", "malformed multipart body");
+		/* up may be freed inside (release): nothing of it after this
+		 * (the code and message are literals, not up's). */
+		ch_http_body_fail(w, c, up->fail_status, up->fail_code, up->fail_msg);
 		return CH_SINK_ERROR;
 	}
 	if (up->fill_len < CH_UPLOAD_CHUNK)

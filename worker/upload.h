@@ -55,6 +55,10 @@ int ch_upload_pool_fd(const struct ch_worker *w);
 /* The file pool's eventfd fired: finish the jobs that are done. */
 void ch_upload_pool_done(struct ch_worker *w);
 
+/* The URL a client fetches stored file id with (ch_store_url), valid for
+ * [uploads] url_expiry from now. 0, or -1 when it does not fit. */
+int ch_upload_url(struct ch_worker *w, const char *id, char *out, size_t len);
+
 /* The begin handler of POST /api/upload (see ch_route_begin). */
 int ch_upload_begin(struct ch_worker *w, struct ch_conn *c, struct ch_req *r);
 
