@@ -38,7 +38,7 @@
 #include <stdint.h>
 
 #define CH_SHM_MAGIC 0x316d737464746863ull	/* "chtdtsm1" */
-#define CH_SHM_VERSION 2u
+#define CH_SHM_VERSION 3u
 #define CH_SHM_PROC_MASTER 0
 #define CH_SHM_PROC_JOURNAL 1
 #define CH_SHM_PROC_WORKER(i) (2 + (i))
@@ -70,6 +70,7 @@ enum ch_shm_limit_table {
 	X(responses_5xx, counter, "HTTP responses with a 5xx status") \
 	X(hash_queue, gauge, "Password hashing jobs queued or running") \
 	X(hash_boosts, counter, "Hashing threads raised from idle priority because logins were starved of CPU") \
+	X(hash_memory_reused, counter, "Password hashes that used memory kept mapped from an earlier hash") \
 	X(history_ring, counter, "History pages served from the room ring") \
 	X(history_log, counter, "History pages read from the log") \
 	X(messages_in, counter, "Messages sent by clients and stored") \

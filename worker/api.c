@@ -13,6 +13,7 @@
 
 #include "common/auth.h"
 #include "common/buf.h"
+#include "common/hashmem.h"
 #include "common/log.h"
 #include "common/sched.h"
 #include "common/utf8.h"
@@ -378,12 +379,16 @@ static int submit(struct ch_worker *w, struct ch_conn *c, struct api_op *op,
  * Hashing runs as SCHED_IDLE (common/sched.h). When the machine has no CPU
  * to spare that would starve logins, so each tick looks for a hash that
  * has waited or run too long and raises the threads hashing now to a low
- * but fair priority, until their next job.
+ * but fair priority, until their next job. The tick also publishes how
+ * many hashes found their memory kept (common/hashmem.h).
  */
 void ch_api_tick(struct ch_worker *w)
 {
 	pid_t tids[CH_POOL_MAX_THREADS];
+	struct ch_hashmem_stats hs;
 
+	ch_hashmem_stats(&hs);
+	CH_STAT_SET(w->stats, hash_memory_reused, hs.reused);
 	if (!ch_sched_idle_ok())
 		return;	/* hashing runs at a fair priority already */
 	int n = ch_pool_stalled(w->pool, CH_API_HASH_STALL_MS, tids, CH_POOL_MAX_THREADS);

@@ -21,6 +21,7 @@
 #define _GNU_SOURCE
 #include "worker/worker.h"
 
+#include "common/hashmem.h"
 #include "common/log.h"
 #include "common/sched.h"
 #include "worker/api.h"
@@ -939,6 +940,7 @@ int ch_worker_run(const struct ch_config *cfg, int index, const int *listen_fds,
 		return 1;
 	}
 	ch_sched_init();	/* before the hashing threads start */
+	ch_hashmem_init(cfg->hash_threads);	/* the same; hashing works either way */
 	w.pool = ch_pool_create(cfg->hash_threads, CH_WORKER_POOL_QUEUE);
 	w.io_pool = ch_pool_create(CH_WORKER_IO_THREADS, CH_WORKER_POOL_QUEUE);
 	if (!w.pool || !w.io_pool)

@@ -7,7 +7,7 @@ const assert = require('node:assert/strict');
 const crypto = require('node:crypto');
 const os = require('node:os');
 const { spawn } = require('node:child_process');
-const { startChatd, sleep } = require('./lib/chatd');
+const { startChatd, sleep, waitFor } = require('./lib/chatd');
 const {
   Api, made, uniqueName, uniqueRoom, assertError, assertStatus,
   b64u, decodeJwt, signJwt, restartOn, shutdown,
@@ -811,6 +811,33 @@ describe('logins on a saturated machine', () => {
       if (!srv.log().includes('background work runs at nice')) assert.ok(Number(m[1]) > 0, `boosts: ${m[1]}`);
     } finally {
       for (const p of spinners) p.kill('SIGKILL');
+      api.close();
+      await shutdown(srv);
+    }
+  });
+});
+
+// libcrypt maps and faults in yescrypt's 16 MiB afresh for every hash,
+// which costs as much as the hash; each hashing thread keeps it instead
+// (common/hashmem.h), and the counter says hashes found it ready.
+describe('password hashing memory', () => {
+  it('is kept from one hash to the next', { timeout: 60000 }, async () => {
+    const srv = await startChatd({ workers: 1 });
+    const api = new Api(srv.port);
+    const reused = async () => {
+      const m = (await api.get('/metrics')).text.match(/^chatd_hash_memory_reused_total (\d+)$/m);
+      assert.ok(m, 'chatd_hash_memory_reused_total in /metrics');
+      return Number(m[1]);
+    };
+    try {
+      assert.equal(await reused(), 0, 'no hash reused memory before any login');
+      const u = await api.newUser('kept');
+      for (let i = 0; i < 3; i++) assertStatus(await api.login(u.name, u.password), 200, `login ${i}`);
+      // The register and three logins: at least the last three found memory
+      // their thread (or the start-up hash) had kept.
+      await waitFor(async () => (await reused()) >= 3, 'hashes counted as reusing memory');
+      assert.ok(!srv.log().includes('maps its memory per hash'), 'libcrypt hooked');
+    } finally {
       api.close();
       await shutdown(srv);
     }
