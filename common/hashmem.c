@@ -102,8 +102,10 @@ static void *region_take(size_t len)
 			atomic_fetch_add_explicit(&hm.reused, 1, memory_order_relaxed);
 			goto out;
 		}
-		if (!spare && (!r->p || !r->busy))
-			spare = r;
+		if (!r->p && (!spare || spare->p))
+			spare = r;	/* an empty slot is best */
+		else if (r->p && !r->busy && !spare)
+			spare = r;	/* else a free region of another length */
 	}
 	if (!spare) {
 		atomic_fetch_add_explicit(&hm.passed, 1, memory_order_relaxed);
@@ -319,6 +321,14 @@ int ch_hashmem_init(int keep)
 	}
 	pthread_mutex_lock(&hm.mu);
 	hm.keep = keep;
+	for (int i = keep; i < CH_HASHMEM_MAX_KEEP; i++) {	/* busy ones on return */
+		struct region *r = &hm.r[i];
+
+		if (r->p && !r->busy) {
+			hm.munmap(r->p, page_round(r->len));
+			r->p = NULL;
+		}
+	}
 	pthread_mutex_unlock(&hm.mu);
 	if (!hm.hooked && hook() == 0)
 		hm.hooked = 1;

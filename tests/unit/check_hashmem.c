@@ -3,7 +3,8 @@
  * hashes come out the same with the hook as without; after the first hash
  * the region is reused, so a hash no longer faults in 16 MiB of pages; a
  * region busy in one thread is not handed to another; a change of cost
- * replaces the kept region. Check runs each test in a process of its
+ * replaces the kept region, or takes a slot of its own while keep allows;
+ * lowering keep unmaps what no longer fits. Check runs each test in a process of its
  * own, so each starts unhooked.
  */
 #define _GNU_SOURCE
@@ -156,6 +157,37 @@ START_TEST(test_cost_change_replaces_region)
 }
 END_TEST
 
+/* Two costs with room for two regions: each keeps its own (an empty slot
+ * is taken before a free region of another length gives way); lowering
+ * keep to one unmaps the second. */
+START_TEST(test_keep_lowered)
+{
+	char set5[CRYPT_GENSALT_OUTPUT_SIZE], set6[CRYPT_GENSALT_OUTPUT_SIZE];
+	char h[CRYPT_OUTPUT_SIZE];
+	struct ch_hashmem_stats s;
+
+	setting(5, set5, sizeof(set5));
+	setting(6, set6, sizeof(set6));
+	ck_assert_int_eq(ch_hashmem_init(2), 0);
+	hash(set5, h);
+	ch_hashmem_stats(&s);
+	size_t small = s.bytes_kept;
+
+	hash(set6, h);
+	hash(set5, h);
+	hash(set6, h);
+	ch_hashmem_stats(&s);
+	ck_assert_uint_eq(s.mapped, 2);
+	ck_assert_uint_eq(s.reused, 2);
+	size_t both = s.bytes_kept;
+
+	ck_assert_uint_gt(both, 2 * small);
+	ck_assert_int_eq(ch_hashmem_init(1), 0);
+	ch_hashmem_stats(&s);
+	ck_assert_uint_eq(s.bytes_kept, small);	/* slot 0 holds the cost-5 region */
+}
+END_TEST
+
 START_TEST(test_keep_range)
 {
 	ck_assert_int_eq(ch_hashmem_init(0), -1);
@@ -172,6 +204,7 @@ static Suite *hashmem_suite(void)
 	tcase_add_test(tc, test_same_hash_no_faults);
 	tcase_add_test(tc, test_busy_region_not_shared);
 	tcase_add_test(tc, test_cost_change_replaces_region);
+	tcase_add_test(tc, test_keep_lowered);
 	tcase_add_test(tc, test_keep_range);
 	suite_add_tcase(s, tc);
 	return s;
