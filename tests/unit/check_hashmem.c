@@ -46,9 +46,28 @@ static long hash(const char *set, char *out)
 	return b.ru_minflt - a.ru_minflt;
 }
 
+/* Settings at two costs, for the tests of a cost change (a fixture). */
+static char set5[CRYPT_GENSALT_OUTPUT_SIZE], set6[CRYPT_GENSALT_OUTPUT_SIZE];
+
+static void two_costs(void)
+{
+	setting(5, set5, sizeof(set5));
+	setting(6, set6, sizeof(set6));
+}
+
+/* hash(), checking the result is want; returns the faults. */
+static long hash_is(const char *set, const char *want)
+{
+	char h[CRYPT_OUTPUT_SIZE];
+	long faults = hash(set, h);
+
+	ck_assert_str_eq(h, want);
+	return faults;
+}
+
 START_TEST(test_same_hash_no_faults)
 {
-	char set[CRYPT_GENSALT_OUTPUT_SIZE], plain[CRYPT_OUTPUT_SIZE], h[CRYPT_OUTPUT_SIZE];
+	char set[CRYPT_GENSALT_OUTPUT_SIZE], plain[CRYPT_OUTPUT_SIZE];
 	struct ch_hashmem_stats s;
 
 	setting(0, set, sizeof(set));
@@ -58,18 +77,15 @@ START_TEST(test_same_hash_no_faults)
 	ck_assert_uint_eq(s.reused + s.mapped + s.passed, 0);
 
 	ck_assert_int_eq(ch_hashmem_init(1), 0);
-	hash(set, h);
-	ck_assert_str_eq(h, plain);
-	ck_assert_int_lt(hash(set, h), 100);	/* no region to fault in */
-	ck_assert_str_eq(h, plain);
+	hash_is(set, plain);
+	ck_assert_int_lt(hash_is(set, plain), 100);	/* no region to fault in */
 	ch_hashmem_stats(&s);
 	ck_assert_uint_eq(s.mapped, 1);
 	ck_assert_uint_eq(s.reused, 1);
 	ck_assert_uint_eq(s.passed, 0);
 	ck_assert_uint_ge(s.bytes_kept, 16u << 20);
 	ck_assert_int_eq(ch_hashmem_init(1), 0);	/* again: still hooked, nothing lost */
-	hash(set, h);
-	ck_assert_str_eq(h, plain);
+	hash_is(set, plain);
 	ch_hashmem_stats(&s);
 	ck_assert_uint_eq(s.reused, 2);
 }
@@ -131,24 +147,18 @@ END_TEST
 /* A new cost needs a bigger region: the kept one gives way to it. */
 START_TEST(test_cost_change_replaces_region)
 {
-	char set5[CRYPT_GENSALT_OUTPUT_SIZE], set6[CRYPT_GENSALT_OUTPUT_SIZE];
-	char plain5[CRYPT_OUTPUT_SIZE], plain6[CRYPT_OUTPUT_SIZE], h[CRYPT_OUTPUT_SIZE];
+	char plain5[CRYPT_OUTPUT_SIZE], plain6[CRYPT_OUTPUT_SIZE];
 	struct ch_hashmem_stats s;
 
-	setting(5, set5, sizeof(set5));
-	setting(6, set6, sizeof(set6));
 	hash(set5, plain5);
 	hash(set6, plain6);
 	ck_assert_int_eq(ch_hashmem_init(1), 0);
-	hash(set5, h);
-	ck_assert_str_eq(h, plain5);
+	hash_is(set5, plain5);
 	ch_hashmem_stats(&s);
 	size_t small = s.bytes_kept;
 
-	hash(set6, h);
-	ck_assert_str_eq(h, plain6);
-	hash(set6, h);
-	ck_assert_str_eq(h, plain6);
+	hash_is(set6, plain6);
+	hash_is(set6, plain6);
 	ch_hashmem_stats(&s);
 	ck_assert_uint_eq(s.mapped, 2);
 	ck_assert_uint_eq(s.reused, 1);
@@ -162,20 +172,17 @@ END_TEST
  * keep to one unmaps the second. */
 START_TEST(test_keep_lowered)
 {
-	char set5[CRYPT_GENSALT_OUTPUT_SIZE], set6[CRYPT_GENSALT_OUTPUT_SIZE];
-	char h[CRYPT_OUTPUT_SIZE];
+	char plain5[CRYPT_OUTPUT_SIZE], plain6[CRYPT_OUTPUT_SIZE];
 	struct ch_hashmem_stats s;
 
-	setting(5, set5, sizeof(set5));
-	setting(6, set6, sizeof(set6));
 	ck_assert_int_eq(ch_hashmem_init(2), 0);
-	hash(set5, h);
+	hash(set5, plain5);	/* each first hash maps, and is checked once reused */
 	ch_hashmem_stats(&s);
 	size_t small = s.bytes_kept;
 
-	hash(set6, h);
-	hash(set5, h);
-	hash(set6, h);
+	hash(set6, plain6);
+	hash_is(set5, plain5);
+	hash_is(set6, plain6);
 	ch_hashmem_stats(&s);
 	ck_assert_uint_eq(s.mapped, 2);
 	ck_assert_uint_eq(s.reused, 2);
@@ -201,6 +208,7 @@ static Suite *hashmem_suite(void)
 	TCase *tc = tcase_create("core");
 
 	tcase_set_timeout(tc, 60);	/* yescrypt under ASan */
+	tcase_add_checked_fixture(tc, two_costs, NULL);
 	tcase_add_test(tc, test_same_hash_no_faults);
 	tcase_add_test(tc, test_busy_region_not_shared);
 	tcase_add_test(tc, test_cost_change_replaces_region);
