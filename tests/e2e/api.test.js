@@ -804,11 +804,10 @@ describe('logins on a saturated machine', () => {
         // is what tells the two apart.
         assert.ok(Date.now() - t0 < 15000, `login ${i} took ${Date.now() - t0} ms`);
       }
-      const m = (await api.get('/metrics')).text.match(/^chatd_hash_boosts_total (\d+)$/m);
-      assert.ok(m, 'chatd_hash_boosts_total in /metrics');
+      const boosts = await api.metric('hash_boosts_total');
       // Only a process that may leave SCHED_IDLE uses it; one that may not
       // says so at start and hashes at nice 10 throughout.
-      if (!srv.log().includes('background work runs at nice')) assert.ok(Number(m[1]) > 0, `boosts: ${m[1]}`);
+      if (!srv.log().includes('background work runs at nice')) assert.ok(boosts > 0, `boosts: ${boosts}`);
     } finally {
       for (const p of spinners) p.kill('SIGKILL');
       api.close();
@@ -824,11 +823,7 @@ describe('password hashing memory', () => {
   it('is kept from one hash to the next', { timeout: 60000 }, async () => {
     const srv = await startChatd({ workers: 1 });
     const api = new Api(srv.port);
-    const reused = async () => {
-      const m = (await api.get('/metrics')).text.match(/^chatd_hash_memory_reused_total (\d+)$/m);
-      assert.ok(m, 'chatd_hash_memory_reused_total in /metrics');
-      return Number(m[1]);
-    };
+    const reused = () => api.metric('hash_memory_reused_total');
     try {
       assert.equal(await reused(), 0, 'no hash reused memory before any login');
       const u = await api.newUser('kept');
@@ -851,11 +846,7 @@ describe('history from the ring and from the log', () => {
     // 16 slots of 256 bytes: the ring keeps about the last 16 messages.
     const srv = await startChatd({ workers: 2, extra: ['[journal]', 'ring_slots = 16'] });
     const api = new Api(srv.port);
-    const counter = async (name) => {
-      const m = (await api.get('/metrics')).text.match(new RegExp(`^chatd_history_${name}_total (\\d+)$`, 'm'));
-      assert.ok(m, `chatd_history_${name}_total in /metrics`);
-      return Number(m[1]);
-    };
+    const counter = (source) => api.metric(`history_${source}_total`);
     try {
       const u = await api.newUser('ring');
       const room = await api.newRoom(u.token, []);

@@ -23,7 +23,7 @@ const os = require('node:os');
 const path = require('node:path');
 const WebSocket = require('ws');
 const { startChatd, children, freePort, sleep, waitFor } = require('./lib/chatd');
-const { Api, restartOn } = require('./lib/api');
+const { Api, parseMetrics, restartOn } = require('./lib/api');
 const { WsClient } = require('./lib/wsclient');
 
 const shared = fs.mkdtempSync(path.join(os.tmpdir(), 'chatd-repl-'));
@@ -118,13 +118,7 @@ function getAt(host, port, urlPath, token) {
 }
 
 async function metrics(port, host = '127.0.0.1') {
-  const r = await getAt(host, port, '/metrics');
-  const out = {};
-  for (const line of r.text.split('\n')) {
-    const m = line.match(/^chatd_([a-z0-9_]+) (\d+)$/);
-    if (m) out[m[1]] = Number(m[2]);
-  }
-  return out;
+  return parseMetrics((await getAt(host, port, '/metrics')).text);
 }
 
 const waitUntil = (what, fn, timeout = 20000) => waitFor(fn, what, timeout);

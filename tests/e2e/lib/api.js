@@ -80,6 +80,16 @@ function request(port, method, urlPath, opts = {}) {
 // per request (so requests spread over the workers); localAddress picks the
 // source address (any of 127.0.0.0/8 works on Linux), to act as another
 // client machine for per-address limits.
+// The unlabelled samples of a /metrics body: { name without chatd_: number }.
+function parseMetrics(text) {
+  const out = {};
+  for (const line of text.split('\n')) {
+    const m = line.match(/^chatd_([a-z0-9_]+) (\d+)$/);
+    if (m) out[m[1]] = Number(m[2]);
+  }
+  return out;
+}
+
 class Api {
   constructor(port, { keepAlive = true, maxSockets = 8, localAddress } = {}) {
     this.port = port;
@@ -111,6 +121,14 @@ class Api {
 
   history(token, room, query = '') {
     return this.get(`/api/history/${room}${query ? `?${query}` : ''}`, token);
+  }
+
+  // A counter or gauge of GET /metrics by its name without chatd_
+  // (e.g. 'hash_boosts_total'); throws if chatd does not report it.
+  async metric(name) {
+    const v = parseMetrics((await this.get('/metrics')).text)[name];
+    if (v === undefined) throw new Error(`chatd_${name} not in /metrics`);
+    return v;
   }
 
   // Registers and logs in a new user; throws unless both succeed.
@@ -261,6 +279,6 @@ async function restartOn(srv, { workers = 2 } = {}) {
 }
 
 module.exports = {
-  Api, request, made, uniqueName, uniqueRoom, assertError, assertStatus,
+  Api, parseMetrics, request, made, uniqueName, uniqueRoom, assertError, assertStatus,
   b64u, decodeJwt, signJwt, journalPid, restartOn, shutdown,
 };
