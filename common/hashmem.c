@@ -53,6 +53,7 @@ static struct {
 	mmap_fn *mmap;		/* where the wrappers go on */
 	munmap_fn *munmap;
 	_Atomic uint64_t reused, mapped, passed;	/* counters, relaxed */
+	_Atomic size_t kept_bytes;	/* mapped in r[]: written under mu, read without */
 } hm = { .mu = PTHREAD_MUTEX_INITIALIZER };
 
 /* ---------------------------------------------------------------------- */
@@ -86,6 +87,14 @@ static void *map_aligned(size_t len)
 	return p;
 }
 
+/* Unmaps a kept region and empties its slot; under hm.mu. */
+static void region_unmap(struct region *r)
+{
+	hm.munmap(r->p, page_round(r->len));
+	atomic_fetch_sub_explicit(&hm.kept_bytes, page_round(r->len), memory_order_relaxed);
+	r->p = NULL;
+}
+
 /* A kept region of len bytes for one hash, or NULL to map as usual. */
 static void *region_take(size_t len)
 {
@@ -113,9 +122,10 @@ static void *region_take(size_t len)
 	}
 	/* A free region of another length (the cost was changed) gives way. */
 	if (spare->p)
-		hm.munmap(spare->p, page_round(spare->len));
+		region_unmap(spare);
 	spare->p = map_aligned(len);
 	if (spare->p) {
+		atomic_fetch_add_explicit(&hm.kept_bytes, page_round(len), memory_order_relaxed);
 		spare->len = len;
 		spare->busy = 1;
 		p = spare->p;
@@ -142,10 +152,8 @@ static int region_give_back(void *p, size_t len)
 	explicit_bzero(p, len);
 	pthread_mutex_lock(&hm.mu);
 	found->busy = 0;
-	if (found - hm.r >= hm.keep) {	/* keep was lowered since */
-		hm.munmap(found->p, page_round(found->len));
-		found->p = NULL;
-	}
+	if (found - hm.r >= hm.keep)	/* keep was lowered since */
+		region_unmap(found);
 	pthread_mutex_unlock(&hm.mu);
 	return 1;
 }
@@ -324,10 +332,8 @@ int ch_hashmem_init(int keep)
 	for (int i = keep; i < CH_HASHMEM_MAX_KEEP; i++) {	/* busy ones on return */
 		struct region *r = &hm.r[i];
 
-		if (r->p && !r->busy) {
-			hm.munmap(r->p, page_round(r->len));
-			r->p = NULL;
-		}
+		if (r->p && !r->busy)
+			region_unmap(r);
 	}
 	pthread_mutex_unlock(&hm.mu);
 	if (!hm.hooked && hook() == 0)
@@ -337,13 +343,10 @@ int ch_hashmem_init(int keep)
 
 void ch_hashmem_stats(struct ch_hashmem_stats *out)
 {
-	memset(out, 0, sizeof(*out));
+	/* No lock: the worker's loop reads this on every tick, and hashing
+	 * threads at idle priority hold hm.mu. */
 	out->reused = atomic_load_explicit(&hm.reused, memory_order_relaxed);
 	out->mapped = atomic_load_explicit(&hm.mapped, memory_order_relaxed);
 	out->passed = atomic_load_explicit(&hm.passed, memory_order_relaxed);
-	pthread_mutex_lock(&hm.mu);
-	for (int i = 0; i < CH_HASHMEM_MAX_KEEP; i++)
-		if (hm.r[i].p)
-			out->bytes_kept += page_round(hm.r[i].len);
-	pthread_mutex_unlock(&hm.mu);
+	out->bytes_kept = atomic_load_explicit(&hm.kept_bytes, memory_order_relaxed);
 }

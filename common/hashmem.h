@@ -54,7 +54,7 @@ struct ch_hashmem_stats {
 	size_t bytes_kept;	/* mapped now in kept regions, busy or not */
 };
 
-/* A snapshot of the counters (all zero when not hooked). */
+/* A snapshot of the counters (all zero when not hooked); takes no lock. */
 void ch_hashmem_stats(struct ch_hashmem_stats *out);
 
 #endif
