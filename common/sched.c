@@ -92,17 +92,35 @@ int ch_sched_idle_ok(void)
 	return idle_ok;
 }
 
+/* 1 while the calling thread runs background work as SCHED_IDLE (or,
+ * where it may not leave it, once it has been lowered to nice 10). */
+static __thread int in_background;
+
 void ch_sched_background(void)
 {
 	/* SCHED_IDLE takes no nice value or slice: it runs when nothing else
 	 * wants the CPU, and every wake-up of another thread preempts it. */
 	struct ch_sched_attr a = { .size = sizeof(a), .sched_policy = SCHED_IDLE };
 
-	if (idle_ok ? syscall(SYS_sched_setattr, 0, &a, 0) == 0 : boost(0) == 0)
+	if (idle_ok ? syscall(SYS_sched_setattr, 0, &a, 0) == 0 : in_background || boost(0) == 0) {
+		in_background = 1;
 		return;
+	}
 	/* Without sched_setattr at all: the lower priority matters most. */
 	if (setpriority(PRIO_PROCESS, (id_t)gettid(), CH_SCHED_BOOST_NICE) < 0)
 		ch_warn("setpriority for a background thread: %s", strerror(errno));
+	else
+		in_background = 1;
+}
+
+void ch_sched_background_done(void)
+{
+	/* Where the thread may not leave SCHED_IDLE it is at nice 10 already. */
+	if (!idle_ok || !in_background)
+		return;
+	if (boost(0) < 0)
+		ch_debug("sched_setattr (leaving SCHED_IDLE): %s", strerror(errno));
+	in_background = 0;
 }
 
 int ch_sched_boost(pid_t tid)

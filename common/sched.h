@@ -15,8 +15,11 @@
  * of logins costs other requests almost nothing while the machine has
  * CPU to spare. When it has none, SCHED_IDLE work would starve; whoever
  * queues it watches for that (ch_pool_stalled) and raises the starved
- * threads with ch_sched_boost() to a low but fair priority, which lasts
- * until their next job sets SCHED_IDLE again. An unprivileged process may
+ * threads with ch_sched_boost() to a low but fair priority, and starts no
+ * more jobs at SCHED_IDLE until its backlog is gone. A job's thread leaves
+ * SCHED_IDLE when its slow part ends (ch_sched_background_done), so it
+ * never holds a lock shared with a latency thread at idle priority. An
+ * unprivileged process may
  * leave SCHED_IDLE only with RLIMIT_NICE >= 20 - CH_SCHED_BOOST_NICE
  * (systemd: LimitNICE=+10) or CAP_SYS_NICE; without that, background work
  * runs at CH_SCHED_BOOST_NICE from the start instead of risking starvation.
@@ -44,6 +47,13 @@ void ch_sched_latency(void);
  * leave it again). Call it at the start of each job (a boost may have
  * changed it since); a refusal is logged as a warning. */
 void ch_sched_background(void);
+
+/* The end of the background part of a job: the calling thread leaves
+ * SCHED_IDLE for CH_SCHED_BOOST_NICE. Call it before the thread takes a
+ * lock that a latency thread takes too (a pool's queue): an idle thread
+ * preempted while holding it would hold up whoever waits for it for as
+ * long as the machine is busy. Nothing where SCHED_IDLE is not used. */
+void ch_sched_background_done(void);
 
 /* Thread tid (of this process; 0: the caller): SCHED_OTHER at
  * CH_SCHED_BOOST_NICE, a short slice. 0, or -1 (logged once). */

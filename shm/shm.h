@@ -69,7 +69,7 @@ enum ch_shm_limit_table {
 	X(responses_4xx, counter, "HTTP responses with a 4xx status") \
 	X(responses_5xx, counter, "HTTP responses with a 5xx status") \
 	X(hash_queue, gauge, "Password hashing jobs queued or running") \
-	X(hash_boosts, counter, "Hashing threads raised from idle priority because logins were starved of CPU") \
+	X(hash_boosts, counter, "Times password hashing was raised from idle priority because logins were starved of CPU") \
 	X(hash_memory_reused, counter, "Password hashes that used memory kept mapped from an earlier hash") \
 	X(history_ring, counter, "History pages served from the room ring") \
 	X(history_log, counter, "History pages read from the log") \

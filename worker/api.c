@@ -30,6 +30,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
@@ -59,6 +60,10 @@ struct ch_api {
 	 * not exist is checked against it, so it takes as long as one who
 	 * does, and timing does not tell which usernames exist. */
 	char dummy_hash[CH_PASSWORD_HASH_SIZE];
+	/* 1 while hashing is raised from idle priority: set by the tick on the
+	 * loop when hashes starve, cleared there once the pool has no work;
+	 * read by the hashing threads at each job (relaxed: a hint). */
+	_Atomic int hash_raised;
 };
 
 enum api_kind {
@@ -377,25 +382,47 @@ static int submit(struct ch_worker *w, struct ch_conn *c, struct api_op *op,
 
 /*
  * Hashing runs as SCHED_IDLE (common/sched.h). When the machine has no CPU
- * to spare that would starve logins, so each tick looks for a hash that
- * has waited or run too long and raises the threads hashing now to a low
- * but fair priority, until their next job. The tick also publishes how
- * many hashes found their memory kept (common/hashmem.h).
+ * to spare that would starve logins, so when a tick finds a hash that has
+ * waited or run too long it raises the threads hashing now to a low but
+ * fair priority, and so do the jobs that start while hashing is raised,
+ * until the pool has nothing left to do: a backlog the machine cannot
+ * hash at idle priority is hashed at nice 10, and a machine with CPU to
+ * spare goes back to idle-priority hashing. hash_boosts counts the times
+ * hashing was raised. The tick also publishes how many hashes found their
+ * memory kept (common/hashmem.h).
  */
 void ch_api_tick(struct ch_worker *w)
 {
 	pid_t tids[CH_POOL_MAX_THREADS];
+	struct ch_api *a = w->api;
 	struct ch_hashmem_stats hs;
 
 	ch_hashmem_stats(&hs);
 	CH_STAT_SET(w->stats, hash_memory_reused, hs.reused);
 	if (!ch_sched_idle_ok())
 		return;	/* hashing runs at a fair priority already */
+	if (atomic_load_explicit(&a->hash_raised, memory_order_relaxed)) {
+		if (ch_pool_queue_depth(w->pool) == 0)
+			atomic_store_explicit(&a->hash_raised, 0, memory_order_relaxed);
+		return;
+	}
 	int n = ch_pool_stalled(w->pool, CH_API_HASH_STALL_MS, tids, CH_POOL_MAX_THREADS);
 
+	if (n == 0)
+		return;
+	atomic_store_explicit(&a->hash_raised, 1, memory_order_relaxed);
 	for (int i = 0; i < n; i++)
-		if (ch_sched_boost(tids[i]) == 0)
-			CH_STAT_ADD(w->stats, hash_boosts, 1);
+		ch_sched_boost(tids[i]);
+	CH_STAT_ADD(w->stats, hash_boosts, 1);
+}
+
+/* A job's hashing runs at idle priority unless hashing is raised
+ * (ch_api_tick). The job ends with ch_sched_background_done(), before its
+ * thread takes the pool's lock again, which the loop takes too. */
+static void hash_begin(const struct ch_api *a)
+{
+	if (!atomic_load_explicit(&a->hash_raised, memory_order_relaxed))
+		ch_sched_background();
 }
 
 /* ---------------------------------------------------------------------- */
@@ -403,11 +430,13 @@ void ch_api_tick(struct ch_worker *w)
 
 static void job_hash(struct ch_job *job)
 {
-	ch_sched_background();
 	struct api_op *op = CH_POOL_CONTAINER_OF(job, struct api_op, job);
 	const struct ch_api *a = op->w->api;
+
+	hash_begin(a);
 	op->result = ch_password_hash(op->password, a->hash_prefix, a->hash_cost,
 				      ch_pool_thread_crypt_data(), op->hash, sizeof(op->hash));
+	ch_sched_background_done();
 }
 
 static void registered(struct ch_worker *w, struct ch_conn *c, void *ctx, uint32_t status,
@@ -476,12 +505,12 @@ void ch_api_register(struct ch_worker *w, struct ch_conn *c, struct ch_req *r, c
 
 static void job_verify(struct ch_job *job)
 {
-	ch_sched_background();
 	struct api_op *op = CH_POOL_CONTAINER_OF(job, struct api_op, job);
 	const struct ch_api *a = op->w->api;
 	struct crypt_data *cd = ch_pool_thread_crypt_data();
 	const char *stored = op->hash[0] ? op->hash : a->dummy_hash;
 
+	hash_begin(a);
 	op->result = ch_password_verify(op->password, stored, cd);
 	if (!op->hash[0])
 		op->result = 0;	/* no such user: same work, same answer */
@@ -490,6 +519,7 @@ static void job_verify(struct ch_job *job)
 	    ch_password_hash(op->password, a->hash_prefix, a->hash_cost, cd, op->new_hash,
 			     sizeof(op->new_hash)) < 0)
 		op->new_hash[0] = '\0';
+	ch_sched_background_done();
 }
 
 static void password_saved(struct ch_worker *w, struct ch_conn *c, void *ctx, uint32_t status,

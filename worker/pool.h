@@ -105,7 +105,8 @@ size_t ch_pool_queue_depth(struct ch_pool *pool);
  * has been running, for more than limit_ms. If so, the kernel thread ids
  * of the threads running a job now (at most max, in tids), so the caller
  * can raise their priority; 0 otherwise. A thread's job sets its own
- * scheduling again when it starts, so a raise lasts one job.
+ * scheduling when it starts, so how long a raise lasts is the caller's
+ * to decide (worker/api.c: until the pool has no work).
  */
 int ch_pool_stalled(struct ch_pool *pool, uint64_t limit_ms, pid_t *tids, int max);
 

@@ -2,7 +2,7 @@
  * Scheduler hints (common/sched.h), on real threads: a background thread
  * is SCHED_IDLE; a boost from another thread makes it SCHED_OTHER at the
  * boost's nice value; its next ch_sched_background() makes it SCHED_IDLE
- * again; a latency thread stays SCHED_OTHER at nice 0. Where a thread may
+ * again, and ch_sched_background_done() nice 10; a latency thread stays SCHED_OTHER at nice 0. Where a thread may
  * not leave SCHED_IDLE (no CAP_SYS_NICE, RLIMIT_NICE too low), background
  * means nice 10 instead. The slice hint is not checked: kernels before
  * 6.12 refuse it, which is allowed.
@@ -22,7 +22,7 @@
 struct bg {
 	sem_t ready, go, done;
 	pid_t tid;
-	int policy_after_boost, nice_after_boost, policy_again;
+	int policy_after_boost, nice_after_boost, policy_again, policy_done, nice_done;
 };
 
 static void *bg_main(void *arg)
@@ -39,6 +39,10 @@ static void *bg_main(void *arg)
 	b->nice_after_boost = getpriority(PRIO_PROCESS, 0);
 	ch_sched_background();	/* its next job */
 	b->policy_again = sched_getscheduler(0);
+	ch_sched_background_done();	/* its job's hashing is over */
+	b->policy_done = sched_getscheduler(0);
+	errno = 0;
+	b->nice_done = getpriority(PRIO_PROCESS, 0);
 	sem_post(&b->done);
 	return NULL;
 }
@@ -72,6 +76,8 @@ START_TEST(test_background_and_boost)
 	ck_assert_int_eq(b.policy_after_boost, SCHED_OTHER);
 	ck_assert_int_eq(b.nice_after_boost, CH_SCHED_BOOST_NICE);
 	ck_assert_int_eq(b.policy_again, SCHED_IDLE);
+	ck_assert_int_eq(b.policy_done, SCHED_OTHER);
+	ck_assert_int_eq(b.nice_done, CH_SCHED_BOOST_NICE);
 }
 END_TEST
 
