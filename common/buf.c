@@ -145,3 +145,14 @@ void ch_json_key(struct ch_buf *b, const char *key)
 	ch_json_str(b, key, strlen(key));
 	ch_buf_append(b, ":", 1);
 }
+
+void ch_hex(const unsigned char *p, size_t n, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = digits[p[i] >> 4];
+		out[2 * i + 1] = digits[p[i] & 0xf];
+	}
+	out[2 * n] = '\0';
+}

@@ -30,6 +30,9 @@ void ch_buf_u64(struct ch_buf *b, uint64_t v);
 
 /* A JSON string: quotes, escapes, the bytes of s[0..n). */
 void ch_json_str(struct ch_buf *b, const char *s, size_t n);
+
+/* p[0..n) as 2n lowercase hex digits and a NUL into out (2n + 1 bytes). */
+void ch_hex(const unsigned char *p, size_t n, char *out);
 /* "key": as a JSON object member name, followed by the colon. */
 void ch_json_key(struct ch_buf *b, const char *key);
 

@@ -131,8 +131,7 @@ int ch_api_init(struct ch_worker *w)
 		free(cd);
 		goto fail;
 	}
-	for (size_t i = 0; i < sizeof(noise); i++)
-		snprintf(secret + 2 * i, 3, "%02x", noise[i]);
+	ch_hex(noise, sizeof(noise), secret);
 	int rc = ch_password_hash(secret, a->hash_prefix, a->hash_cost, cd, a->dummy_hash,
 				  sizeof(a->dummy_hash));
 	free(cd);

@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #include "worker/store.h"
 
+#include "common/buf.h"
 #include "common/failpoint.h"
 #include "common/log.h"
 #include "common/utf8.h"
@@ -102,25 +103,13 @@ int ch_store_is_s3(const struct ch_store *s)
 /* ---------------------------------------------------------------------- */
 /* The spool                                                              */
 
-/* p[0..n) as 2n lowercase hex digits and a NUL into out. */
-static void hex(const unsigned char *p, size_t n, char *out)
-{
-	static const char digits[] = "0123456789abcdef";
-
-	for (size_t i = 0; i < n; i++) {
-		out[2 * i] = digits[p[i] >> 4];
-		out[2 * i + 1] = digits[p[i] & 0xf];
-	}
-	out[2 * n] = '\0';
-}
-
 static int random_hex(char *out, size_t bytes)
 {
 	unsigned char r[CH_STORE_ID_RAND_BYTES];
 
 	if (bytes > sizeof(r) || getrandom(r, bytes, 0) != (ssize_t)bytes)
 		return -1;
-	hex(r, bytes, out);
+	ch_hex(r, bytes, out);
 	return 0;
 }
 
@@ -215,7 +204,7 @@ int ch_store_commit(struct ch_store_upload *u, struct ch_store_meta *meta,
 	int rc = -1;
 
 	EVP_DigestFinal_ex(u->sha, md, &mdlen);
-	hex(md, mdlen < CH_STORE_SHA_HEX / 2 ? mdlen : CH_STORE_SHA_HEX / 2, meta->sha256);
+	ch_hex(md, mdlen < CH_STORE_SHA_HEX / 2 ? mdlen : CH_STORE_SHA_HEX / 2, meta->sha256);
 	meta->size = u->size;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	meta->created_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
@@ -375,7 +364,7 @@ void ch_store_sign(const unsigned char *key, size_t keylen, const char *id, int6
 
 	int n = snprintf(msg, sizeof(msg), "%s\n%lld", id, (long long)expires_s);
 	HMAC(EVP_sha256(), key, (int)keylen, (const unsigned char *)msg, (size_t)n, md, &mdlen);
-	hex(md, mdlen < CH_STORE_SHA_HEX / 2 ? mdlen : CH_STORE_SHA_HEX / 2, out);
+	ch_hex(md, mdlen < CH_STORE_SHA_HEX / 2 ? mdlen : CH_STORE_SHA_HEX / 2, out);
 }
 
 int ch_store_check_sig(const unsigned char *key, size_t keylen, const char *id,

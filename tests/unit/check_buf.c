@@ -713,6 +713,19 @@ static size_t replace_invalid(const char *s, size_t n, char *out)
 /* Random bytes, rich in lead and continuation bytes and in valid
  * characters: the output is a valid JSON string and decodes to the input
  * with each invalid byte replaced. */
+START_TEST(test_hex)
+{
+	static const unsigned char in[] = { 0x00, 0x0f, 0xa5, 0xff };
+	char out[2 * sizeof(in) + 1];
+
+	memset(out, 'x', sizeof(out));
+	ch_hex(in, sizeof(in), out);
+	ck_assert_str_eq(out, "000fa5ff");
+	ch_hex(in, 0, out);
+	ck_assert_str_eq(out, "");
+}
+END_TEST
+
 START_TEST(test_json_str_invalid_utf8_replaced)
 {
 	static const unsigned char tricky[] = {
@@ -782,6 +795,7 @@ static Suite *buf_suite(void)
 
 	tcase_set_timeout(limits, HANG_TIMEOUT_S);
 	tcase_add_test(limits, test_reserve_size_overflow);
+	tcase_add_test(bufs, test_hex);
 	tcase_add_test(limits, test_reserve_doubling_overflow);
 	suite_add_tcase(s, limits);
 	return s;
